@@ -1,0 +1,73 @@
+"""The settings schema: settings.toml, overridden by CHAT_* environment variables (`__` nests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ConfigDict, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from auth.settings import OidcSettings, SessionSettings
+from model.settings import GenerationSettings, ModelSettings
+from webui.settings import ServerSettings, UISettings
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHAT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    environment: Literal["development", "production"] = "development"
+    server: ServerSettings = ServerSettings()
+    model: ModelSettings = ModelSettings()
+    generation: GenerationSettings = GenerationSettings()
+    ui: UISettings = UISettings()
+    oidc: OidcSettings = OidcSettings()
+    session: SessionSettings = SessionSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then CHAT_* environment, then the TOML file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class SettingsError(Exception):
+    """Raised with one readable line per invalid key."""
+
+
+def load_settings(toml_file: Path | None, **overrides: object) -> Settings:
+    """Read the TOML file and the environment once; raise SettingsError naming each bad key."""
+    if toml_file is not None and not toml_file.is_file():
+        raise SettingsError(f"settings file not found: {toml_file}")
+
+    class FileSettings(Settings):
+        model_config = ConfigDict(toml_file=toml_file)  # type: ignore[typeddict-unknown-key]
+
+    try:
+        return FileSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        lines.append(f"settings error: {key}: {error['msg']}")
+    return "\n".join(lines)

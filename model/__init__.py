@@ -1,0 +1,1 @@
+"""Model loading and the generation engines behind one protocol."""

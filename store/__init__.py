@@ -1,0 +1,1 @@
+"""SQL storage: chat history, the audit trail, sessions."""

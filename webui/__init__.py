@@ -1,0 +1,1 @@
+"""The FastAPI app factory and the Gradio pages."""
