@@ -38,9 +38,11 @@ class AdmissionGate:
             self._waiting += 1
             try:
                 ok = self._cond.wait_for(
-                    lambda: self._closed
-                    or (cancelled is not None and cancelled.is_set())
-                    or self._running < self._max_concurrent,
+                    lambda: (
+                        self._closed
+                        or (cancelled is not None and cancelled.is_set())
+                        or self._running < self._max_concurrent
+                    ),
                     timeout=self._wait_timeout,
                 )
             finally:
