@@ -1,0 +1,70 @@
+"""Small in-memory fakes for web-layer tests (the SQL store has its own tests)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from auth.identity import User
+
+
+@dataclass
+class FakeMessage:
+    role: str
+    content: str
+    status: str
+
+
+@dataclass
+class FakeConversation:
+    id: str
+    owner: str
+    title: str
+    messages: list[FakeMessage] = field(default_factory=list)
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+class MemoryHistory:
+    def __init__(self) -> None:
+        self.conversations: dict[str, FakeConversation] = {}
+
+    def create_conversation(self, owner_key: str, title: str) -> FakeConversation:
+        conversation = FakeConversation(uuid.uuid4().hex, owner_key, title)
+        self.conversations[conversation.id] = conversation
+        return conversation
+
+    def get_conversation(self, owner_key: str, conversation_id: str) -> FakeConversation:
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None or conversation.owner != owner_key:
+            raise ConversationNotFound(conversation_id)
+        return conversation
+
+    def append_message(
+        self,
+        owner_key: str,
+        conversation_id: str,
+        role: str,
+        content: str,
+        status: str = "complete",
+    ) -> None:
+        self.get_conversation(owner_key, conversation_id).messages.append(
+            FakeMessage(role, content, status)
+        )
+
+
+class FixedUserMiddleware:
+    """Stands in for the auth gate: every request is `user`."""
+
+    def __init__(self, app: ASGIApp, user: User) -> None:
+        self.app = app
+        self.user = user
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope.setdefault("state", {})["user"] = self.user
+        await self.app(scope, receive, send)

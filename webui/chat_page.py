@@ -1,0 +1,108 @@
+"""The chat page: Gradio layout and event wiring only; every decision is in ChatService."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+from gradio.i18n import I18nData
+
+from webui.chat_service import ChatService, History
+from webui.i18n import text
+from webui.request_context import turn_context
+from webui.script_api import register_script_api
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    title: str
+    demo_model: bool = False
+    dev_login: bool = False
+
+
+def build_chat_page(service: ChatService, history: History, options: PageOptions) -> gr.Blocks:
+    """Build the Blocks; nothing runs until the app mounts it."""
+    with gr.Blocks(title=options.title, analytics_enabled=False) as page:
+        conversation = gr.State(None)  # server-side per tab; only an id, re-checked on every read
+        if options.demo_model:
+            gr.Markdown(_t("demo_banner"), elem_id="demo-banner")
+        if options.dev_login:
+            gr.Markdown(_t("dev_login_banner"), elem_id="dev-login-banner")
+        chatbot = gr.Chatbot(
+            label=_t("chatbot"),
+            elem_id="chatbot",
+            sanitize_html=True,
+            allow_tags=False,
+            feedback_options=None,
+            height=520,
+        )
+        with gr.Row():
+            box = gr.Textbox(
+                placeholder=_t("input_placeholder"),
+                show_label=False,
+                scale=8,
+                elem_id="message",
+                max_lines=8,
+            )
+            send = gr.Button(_t("send"), variant="primary", scale=1, elem_id="send")
+            stop = gr.Button(_t("stop"), variant="stop", scale=1, elem_id="stop")
+            new = gr.Button(_t("new_chat"), scale=1, elem_id="new-chat")
+
+        def respond(
+            message: str, conversation_id: str | None, request: gr.Request
+        ) -> Iterator[tuple[Messages, str, str | None]]:
+            ctx = turn_context(request)
+            shown = _display(history, ctx.user.key, conversation_id)
+            with contextlib.closing(service.reply(ctx, conversation_id, message)) as updates:
+                for update in updates:
+                    if update.status == "refused":
+                        notice = [{"role": "assistant", "content": update.notice or ""}]
+                        yield shown + notice, message, conversation_id
+                        return
+                    conversation_id = update.conversation_id
+                    reply = update.reply
+                    if update.status == "stopped":
+                        reply = f"{reply}\n\n{text('stopped', ctx.locale)}"
+                    if update.notice:
+                        reply = f"{reply}\n\n{update.notice}" if reply else update.notice
+                    turn = [
+                        {"role": "user", "content": message.strip()},
+                        {"role": "assistant", "content": reply},
+                    ]
+                    yield shown + turn, "", conversation_id
+
+        events = [
+            trigger(
+                respond,
+                inputs=[box, conversation],
+                outputs=[chatbot, box, conversation],
+                api_name=name,
+                api_visibility="private",
+                concurrency_limit=None,  # the engine's admission gate bounds the work
+            )
+            for trigger, name in ((box.submit, "ui_submit"), (send.click, "ui_send"))
+        ]
+        stop.click(None, cancels=events, api_visibility="private")
+        new.click(
+            lambda: ([], "", None),
+            outputs=[chatbot, box, conversation],
+            api_visibility="private",
+        )
+        register_script_api(service)
+    return page
+
+
+def _display(history: History, owner_key: str, conversation_id: str | None) -> Messages:
+    if conversation_id is None:
+        return []
+    conversation = history.get_conversation(owner_key, conversation_id)
+    return [{"role": m.role, "content": m.content} for m in conversation.messages]
+
+
+def _t(key: str) -> I18nData:
+    """A label the browser translates to its locale."""
+    return I18nData(key)

@@ -1,0 +1,24 @@
+"""Liveness and readiness probes: instant, and never a generation (a per-probe generation is a DoS vector)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from model.engine import Engine
+
+
+def health_router(engine: Engine) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        if engine.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    return router

@@ -1,0 +1,69 @@
+"""English and Simplified Chinese strings: page labels via Gradio's I18n, chat notices server-side."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+EN = {
+    "title": "Company Chat",
+    "chatbot": "Conversation",
+    "input_placeholder": "Type a message and press Enter",
+    "send": "Send",
+    "stop": "Stop",
+    "new_chat": "New chat",
+    "demo_banner": "⚠️ demo model: random weights — replies are meaningless.",
+    "dev_login_banner": "Development login is on: do not use this instance for real work.",
+    "signed_in_as": "Signed in as",
+    "logout": "Log out",
+    "busy": "The assistant is busy with other requests. Please try again in a moment.",
+    "too_long": "Your message is too long ({limit} characters at most). Please shorten it.",
+    "prompt_too_long": "Your message is too long for the model. Please shorten it and try again.",
+    "engine_error": "The model failed to answer. Please try again; if it keeps failing, tell IT support.",
+    "shutting_down": "The server is restarting. Please try again shortly.",
+    "stopped": "(stopped)",
+    "empty": "Please type a message first.",
+}
+
+ZH = {
+    "title": "公司智能助手",
+    "chatbot": "对话",
+    "input_placeholder": "输入消息后按回车发送",
+    "send": "发送",
+    "stop": "停止",
+    "new_chat": "新对话",
+    "demo_banner": "⚠️ 演示模型：随机权重，回复没有意义。",
+    "dev_login_banner": "开发登录已开启：请勿将此实例用于实际工作。",
+    "signed_in_as": "当前用户",
+    "logout": "退出登录",
+    "busy": "助手正忙于处理其他请求，请稍后再试。",
+    "too_long": "消息太长（最多 {limit} 个字符），请缩短后再发送。",
+    "prompt_too_long": "消息超出模型可处理的长度，请缩短后再试。",
+    "engine_error": "模型未能回答，请重试；如果持续失败，请联系 IT 支持。",
+    "shutting_down": "服务器正在重启，请稍后再试。",
+    "stopped": "（已停止）",
+    "empty": "请先输入消息。",
+}
+
+LOCALES = {"en": EN, "zh-CN": ZH}
+
+
+def build_i18n() -> gr.I18n:
+    """Translations the browser picks from by its locale."""
+    return gr.I18n(**LOCALES)
+
+
+def pick_locale(accept_language: str | None) -> str:
+    """The best of our locales for an Accept-Language header; English when nothing matches."""
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return "en"
+
+
+def text(key: str, locale: str, **values: object) -> str:
+    """A server-side string (chat notices are message content, which Gradio does not translate)."""
+    template = LOCALES.get(locale, EN).get(key) or EN[key]
+    return template.format(**values) if values else template
