@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
+)
+from pydantic_settings import (
+    SettingsError as PydanticSettingsError,
 )
 
 from auth.settings import OidcSettings, SessionSettings
@@ -47,6 +51,9 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+_SECRET_HINT = re.compile(r"secret|key|password|token", re.IGNORECASE)
+
+
 class SettingsError(Exception):
     """Raised with one readable line per invalid key."""
 
@@ -63,11 +70,21 @@ def load_settings(toml_file: Path | None, **overrides: object) -> Settings:
         return FileSettings(**overrides)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
+    except PydanticSettingsError as exc:
+        # e.g. a list-valued CHAT_* variable that is not JSON; the message names the section only.
+        raise SettingsError(
+            f"settings error: {exc} (list and table values in CHAT_* variables must be JSON)"
+        ) from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
-        lines.append(f"settings error: {key}: {error['msg']}")
+        line = f"settings error: {key}: {error['msg']}"
+        value = error.get("input")
+        # Echo the offending value, except for anything that may be a secret.
+        if isinstance(value, str | int | float) and not _SECRET_HINT.search(key):
+            line += f" (got {value!r})"
+        lines.append(line)
     return "\n".join(lines)
