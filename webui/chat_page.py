@@ -1,4 +1,4 @@
-"""The chat page: Gradio layout and event wiring only; every decision is in ChatService."""
+"""The chat page: Gradio layout and event wiring only; every decision is in ChatService and the store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from webui.chat_service import ChatService, History
+from webui.history_sidebar import build_sidebar, export_links, wire_sidebar
 from webui.i18n import text
 from webui.request_context import turn_context
 from webui.script_api import register_script_api
@@ -20,6 +21,7 @@ Messages = list[dict[str, str]]
 @dataclass(frozen=True)
 class PageOptions:
     title: str
+    export_base: str = ""  # public URL + root path, for links to our own routes
     demo_model: bool = False
     dev_login: bool = False
 
@@ -32,36 +34,40 @@ def build_chat_page(service: ChatService, history: History, options: PageOptions
             gr.Markdown(_t("demo_banner"), elem_id="demo-banner")
         if options.dev_login:
             gr.Markdown(_t("dev_login_banner"), elem_id="dev-login-banner")
-        chatbot = gr.Chatbot(
-            label=_t("chatbot"),
-            elem_id="chatbot",
-            sanitize_html=True,
-            allow_tags=False,
-            feedback_options=None,
-            height=520,
-        )
         with gr.Row():
-            box = gr.Textbox(
-                placeholder=_t("input_placeholder"),
-                show_label=False,
-                scale=8,
-                elem_id="message",
-                max_lines=8,
-            )
-            send = gr.Button(_t("send"), variant="primary", scale=1, elem_id="send")
-            stop = gr.Button(_t("stop"), variant="stop", scale=1, elem_id="stop")
-            new = gr.Button(_t("new_chat"), scale=1, elem_id="new-chat")
+            with gr.Column(scale=1, min_width=220):
+                new = gr.Button(_t("new_chat"), elem_id="new-chat")
+                sidebar = build_sidebar()
+            with gr.Column(scale=4):
+                chatbot = gr.Chatbot(
+                    label=_t("chatbot"),
+                    elem_id="chatbot",
+                    sanitize_html=True,
+                    allow_tags=False,
+                    feedback_options=None,
+                    height=520,
+                )
+                with gr.Row():
+                    box = gr.Textbox(
+                        placeholder=_t("input_placeholder"),
+                        show_label=False,
+                        scale=8,
+                        elem_id="message",
+                        max_lines=8,
+                    )
+                    send = gr.Button(_t("send"), variant="primary", scale=1, elem_id="send")
+                    stop = gr.Button(_t("stop"), variant="stop", scale=1, elem_id="stop")
 
         def respond(
             message: str, conversation_id: str | None, request: gr.Request
-        ) -> Iterator[tuple[Messages, str, str | None]]:
+        ) -> Iterator[tuple[Messages, str, str | None, str]]:
             ctx = turn_context(request)
             shown = _display(history, ctx.user.key, conversation_id)
             with contextlib.closing(service.reply(ctx, conversation_id, message)) as updates:
                 for update in updates:
                     if update.status == "refused":
                         notice = [{"role": "assistant", "content": update.notice or ""}]
-                        yield shown + notice, message, conversation_id
+                        yield shown + notice, message, conversation_id, gr.skip()
                         return
                     conversation_id = update.conversation_id
                     reply = update.reply
@@ -73,26 +79,35 @@ def build_chat_page(service: ChatService, history: History, options: PageOptions
                         {"role": "user", "content": message.strip()},
                         {"role": "assistant", "content": reply},
                     ]
-                    yield shown + turn, "", conversation_id
+                    links = export_links(options.export_base, conversation_id)
+                    yield shown + turn, "", conversation_id, links
 
-        events = [
-            trigger(
+        refresh = wire_sidebar(sidebar, history, chatbot, conversation, options.export_base)
+        listing = [sidebar.search, conversation]
+        private = {"api_visibility": "private"}
+        events = []
+        for trigger, name in ((box.submit, "ui_submit"), (send.click, "ui_send")):
+            event = trigger(
                 respond,
                 inputs=[box, conversation],
-                outputs=[chatbot, box, conversation],
+                outputs=[chatbot, box, conversation, sidebar.exports],
                 api_name=name,
-                api_visibility="private",
                 concurrency_limit=None,  # the engine's admission gate bounds the work
+                **private,
             )
-            for trigger, name in ((box.submit, "ui_submit"), (send.click, "ui_send"))
-        ]
-        stop.click(None, cancels=events, api_visibility="private")
-        new.click(
-            lambda: ([], "", None),
-            outputs=[chatbot, box, conversation],
-            api_visibility="private",
+            event.then(refresh, listing, sidebar.conversations, **private)
+            events.append(event)
+        # Stop cancels the handler; Gradio closes its generator, which stops the engine's thread.
+        stop.click(None, cancels=events, **private).then(
+            refresh, listing, sidebar.conversations, **private
         )
-        register_script_api(service)
+        new.click(
+            lambda: ([], "", None, "", ""),
+            outputs=[chatbot, box, conversation, sidebar.title, sidebar.exports],
+            **private,
+        ).then(refresh, listing, sidebar.conversations, **private)
+        page.load(refresh, listing, sidebar.conversations, **private)
+        register_script_api(service, history)
     return page
 
 

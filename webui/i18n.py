@@ -22,6 +22,13 @@ EN = {
     "shutting_down": "The server is restarting. Please try again shortly.",
     "stopped": "(stopped)",
     "empty": "Please type a message first.",
+    "history": "Conversations",
+    "search_placeholder": "Search conversations",
+    "rename_placeholder": "Title of the open conversation",
+    "rename": "Rename",
+    "delete": "Delete",
+    "not_found": "Conversation not found.",
+    "export": "Export",
 }
 
 ZH = {
@@ -42,6 +49,13 @@ ZH = {
     "shutting_down": "服务器正在重启，请稍后再试。",
     "stopped": "（已停止）",
     "empty": "请先输入消息。",
+    "history": "历史对话",
+    "search_placeholder": "搜索对话",
+    "rename_placeholder": "当前对话的标题",
+    "rename": "重命名",
+    "delete": "删除",
+    "not_found": "未找到该对话。",
+    "export": "导出",
 }
 
 LOCALES = {"en": EN, "zh-CN": ZH}

@@ -8,17 +8,17 @@ from typing import Any
 
 import gradio as gr
 
-from webui.chat_service import ChatService
-from webui.request_context import turn_context
+from webui.chat_service import ChatService, History
+from webui.request_context import request_user, turn_context
 
 
-def register_script_api(service: ChatService) -> None:
+def register_script_api(service: ChatService, history: History) -> None:
     """Add the documented endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
 
     def chat(
         message: str, conversation_id: str | None = None, request: gr.Request = None
     ) -> Iterator[dict[str, Any]]:
-        """Stream a reply. Yields {conversation_id, reply, status, notice}; pass conversation_id to continue."""
+        """Stream a reply: yields {conversation_id, reply, status, notice}. Pass conversation_id to continue."""
         ctx = turn_context(request)
         with contextlib.closing(service.reply(ctx, conversation_id or None, message)) as updates:
             for update in updates:
@@ -29,4 +29,39 @@ def register_script_api(service: ChatService) -> None:
                     "notice": update.notice,
                 }
 
+    def list_conversations(search: str = "", request: gr.Request = None) -> list[dict[str, Any]]:
+        """Your conversations, newest first: [{id, title, updated_at}]; `search` filters by text."""
+        user = request_user(request)
+        found = history.list_conversations(user.key, search=search or None, limit=100, offset=0)
+        return [
+            {"id": c.id, "title": c.title, "updated_at": c.updated_at.isoformat()} for c in found
+        ]
+
+    def get_conversation(conversation_id: str, request: gr.Request = None) -> dict[str, Any]:
+        """One of your conversations with its messages: {id, title, messages: [{role, content, status}]}."""
+        user = request_user(request)
+        try:
+            found = history.get_conversation(user.key, conversation_id)
+        except LookupError:
+            raise gr.Error("Conversation not found.", print_exception=False) from None
+        return {
+            "id": found.id,
+            "title": found.title,
+            "messages": [
+                {"role": m.role, "content": m.content, "status": m.status} for m in found.messages
+            ],
+        }
+
+    def delete_conversation(conversation_id: str, request: gr.Request = None) -> dict[str, Any]:
+        """Delete one of your conversations: {deleted: true}."""
+        user = request_user(request)
+        try:
+            history.delete(user.key, conversation_id)
+        except LookupError:
+            raise gr.Error("Conversation not found.", print_exception=False) from None
+        return {"deleted": True}
+
     gr.api(chat, api_name="chat", concurrency_limit=None)
+    gr.api(list_conversations, api_name="list_conversations")
+    gr.api(get_conversation, api_name="get_conversation")
+    gr.api(delete_conversation, api_name="delete_conversation")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,6 +24,7 @@ class FakeConversation:
     owner: str
     title: str
     messages: list[FakeMessage] = field(default_factory=list)
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class ConversationNotFound(LookupError):
@@ -43,6 +45,20 @@ class MemoryHistory:
         if conversation is None or conversation.owner != owner_key:
             raise ConversationNotFound(conversation_id)
         return conversation
+
+    def list_conversations(
+        self, owner_key: str, search: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[FakeConversation]:
+        mine = [c for c in self.conversations.values() if c.owner == owner_key]
+        mine.sort(key=lambda c: c.updated_at, reverse=True)
+        return mine[offset : offset + limit]
+
+    def rename(self, owner_key: str, conversation_id: str, title: str) -> None:
+        self.get_conversation(owner_key, conversation_id).title = title
+
+    def delete(self, owner_key: str, conversation_id: str) -> None:
+        self.get_conversation(owner_key, conversation_id)
+        del self.conversations[conversation_id]
 
     def append_message(
         self,

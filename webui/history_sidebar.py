@@ -1,0 +1,120 @@
+"""The conversation sidebar: list, search, open, rename, delete, export links. Ownership is checked by the store."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from gradio.i18n import I18nData
+
+from webui.request_context import request_user
+
+log = logging.getLogger("chat.sidebar")
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Sidebar:
+    """The sidebar's components, for the chat page to wire to its own events."""
+
+    conversations: gr.Radio
+    search: gr.Textbox
+    title: gr.Textbox
+    rename: gr.Button
+    delete: gr.Button
+    exports: gr.HTML
+
+
+def build_sidebar() -> Sidebar:
+    search = gr.Textbox(
+        placeholder=I18nData("search_placeholder"), show_label=False, elem_id="history-search"
+    )
+    conversations = gr.Radio(
+        choices=[], label=I18nData("history"), elem_id="history-list", interactive=True
+    )
+    with gr.Row():
+        title = gr.Textbox(
+            placeholder=I18nData("rename_placeholder"), show_label=False, elem_id="history-title"
+        )
+    with gr.Row():
+        rename = gr.Button(I18nData("rename"), size="sm", elem_id="history-rename")
+        delete = gr.Button(I18nData("delete"), size="sm", variant="stop", elem_id="history-delete")
+    exports = gr.HTML(elem_id="history-export")
+    return Sidebar(conversations, search, title, rename, delete, exports)
+
+
+def wire_sidebar(
+    sidebar: Sidebar,
+    history: Any,
+    chatbot: gr.Chatbot,
+    conversation: gr.State,
+    export_base: str,
+) -> Callable[..., Any]:
+    """Attach the sidebar's events; returns the refresh handler, which the page runs after each reply."""
+
+    def refresh(query: str, current: str | None, request: gr.Request) -> Any:
+        user = request_user(request)
+        found = history.list_conversations(user.key, search=query or None, limit=100, offset=0)
+        choices = [(c.title, c.id) for c in found]
+        ids = {c.id for c in found}
+        return gr.update(choices=choices, value=current if current in ids else None)
+
+    def open_conversation(
+        conversation_id: str | None, request: gr.Request
+    ) -> tuple[Messages, str | None, str, str]:
+        if not conversation_id:
+            return [], None, "", ""
+        user = request_user(request)
+        try:
+            found = history.get_conversation(user.key, conversation_id)
+        except LookupError:
+            gr.Warning(I18nData("not_found"))
+            return [], None, "", ""
+        shown = [{"role": m.role, "content": m.content} for m in found.messages]
+        return shown, found.id, found.title, export_links(export_base, found.id)
+
+    def rename(conversation_id: str | None, title: str, request: gr.Request) -> None:
+        user = request_user(request)
+        if conversation_id and title.strip():
+            try:
+                history.rename(user.key, conversation_id, title.strip()[:200])
+            except LookupError:
+                gr.Warning(I18nData("not_found"))
+
+    def delete(conversation_id: str | None, request: gr.Request) -> tuple[Messages, None, str, str]:
+        user = request_user(request)
+        if conversation_id:
+            try:
+                history.delete(user.key, conversation_id)
+            except LookupError:
+                gr.Warning(I18nData("not_found"))
+        return [], None, "", ""
+
+    private = {"api_visibility": "private"}
+    listing = [sidebar.search, conversation]
+    sidebar.search.submit(refresh, listing, sidebar.conversations, **private)
+    sidebar.conversations.input(
+        open_conversation,
+        sidebar.conversations,
+        [chatbot, conversation, sidebar.title, sidebar.exports],
+        **private,
+    )
+    sidebar.rename.click(rename, [conversation, sidebar.title], None, **private).then(
+        refresh, listing, sidebar.conversations, **private
+    )
+    sidebar.delete.click(
+        delete, conversation, [chatbot, conversation, sidebar.title, sidebar.exports], **private
+    ).then(refresh, listing, sidebar.conversations, **private)
+    return refresh
+
+
+def export_links(base: str, conversation_id: str) -> str:
+    cid = html.escape(conversation_id)
+    return (
+        f'<a href="{base}/export/{cid}.md" download>Markdown</a> · '
+        f'<a href="{base}/export/{cid}.json" download>JSON</a>'
+    )
