@@ -1,0 +1,111 @@
+"""Cross-origin defences: refuse state-changing requests from foreign pages, and a strict CORS policy.
+
+Requests with neither Origin nor Referer are allowed: browsers attach Origin to every cross-site
+POST/PUT/PATCH/DELETE (fetch, XHR and forms), so such a request did not come from another site's
+page riding on a victim's cookies; scripts (gradio_client) send no Origin and authenticate with a
+bearer token that a foreign page cannot attach.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from auth.client_ip import client_ip
+from auth.network_settings import normalise_origin_setting
+from auth.refusals import close_websocket, refusal
+from store.events import ACCESS_DENIED, AuditEvent, AuditSink
+
+logger = logging.getLogger("chat.access")
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def allowed_origins(public_url: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The public URL's origin plus the configured allowlist, normalised; never "*" or "null"."""
+    return frozenset(normalise_origin_setting(o) for o in (_origin_of(public_url), *extra))
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _request_origin(headers: Headers) -> str | None:
+    """The Origin header, else the Referer's origin; "" means present but unusable."""
+    origin = headers.get("origin")
+    if origin is None:
+        referer = headers.get("referer")
+        if referer is None:
+            return None
+        origin = _origin_of(referer)
+    try:
+        return normalise_origin_setting(origin.strip())
+    except ValueError:
+        return ""  # "null", garbage or a non-http scheme: never allowed
+
+
+class OriginCheckMiddleware:
+    """403 for state-changing requests (and WebSocket handshakes) from a foreign origin."""
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str], audit: AuditSink) -> None:
+        self.app = app
+        self.allowed = frozenset(normalise_origin_setting(o) for o in allowed)
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        checked = scope["type"] == "websocket" or (
+            scope["type"] == "http" and scope["method"] in STATE_CHANGING
+        )
+        if not checked:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = _request_origin(headers)
+        cross_site = headers.get("sec-fetch-site") == "cross-site"
+        if (origin is None and not cross_site) or origin in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        ip = client_ip(scope)
+        logger.warning("cross-origin request refused: origin=%r client=%s", origin, ip)
+        user = (scope.get("state") or {}).get("user")
+        self.audit.record(
+            AuditEvent(
+                ACCESS_DENIED,
+                actor=getattr(user, "key", None),
+                ip=ip,
+                target=scope.get("path"),
+                outcome="foreign_origin",
+                details={"origin": origin},
+            )
+        )
+        if scope["type"] == "websocket":
+            await close_websocket(send)
+            return
+        message = (
+            "This request came from another website and was refused. Use the chat page itself."
+        )
+        await refusal(scope, 403, message, json_only=True)(scope, receive, send)
+
+
+def cors_middleware(extra_origins: Iterable[str]) -> Middleware:
+    """Starlette's CORSMiddleware for the parent app's middleware list.
+
+    Only the configured extra origins get CORS headers (same-origin needs none). Installing it on the
+    parent app is also what makes Gradio's origin-reflecting CustomCORSMiddleware stand down.
+    """
+    origins = sorted(normalise_origin_setting(o) for o in extra_origins)
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=bool(origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )

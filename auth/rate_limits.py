@@ -1,0 +1,144 @@
+"""Rate limits on top of the `limits` library: per user (chat, tokens) and per IP (login, anonymous).
+
+Storage is `memory://` for one process or `redis://` so that replicas share the counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.strategies import RateLimiter as RateLimiterStrategy
+
+from auth.network_settings import LimitSettings
+from store.events import RATE_LIMITED, AuditEvent, AuditSink
+
+logger = logging.getLogger("chat.limits")
+
+_MESSAGES = {
+    "chat_per_minute": "You are sending messages too quickly. Try again in {s} seconds.",
+    "tokens_per_day": "You have used today's reply allowance. Try again in {s} seconds.",
+    "login_per_minute_per_ip": "Too many login attempts. Try again in {s} seconds.",
+    "unauthenticated_per_minute_per_ip": "Too many requests. Try again in {s} seconds.",
+}
+
+
+@dataclass(frozen=True)
+class Allowed:
+    remaining: int
+
+
+@dataclass(frozen=True)
+class Limited:
+    limit: str  # the settings key that was exceeded
+    retry_after: int  # whole seconds, at least 1
+
+    @property
+    def message(self) -> str:
+        """A sentence for the user: what happened and when to retry."""
+        return _MESSAGES[self.limit].format(s=self.retry_after)
+
+
+Decision = Allowed | Limited
+
+
+class RateLimiter:
+    """All request and usage limits; one instance per app, shared by middleware and handlers."""
+
+    def __init__(self, settings: LimitSettings, audit: AuditSink) -> None:
+        options = (
+            {} if settings.storage.startswith("memory://") else {"key_prefix": settings.key_prefix}
+        )
+        self._storage = storage_from_string(settings.storage, **options)
+        self._moving = MovingWindowRateLimiter(self._storage)
+        self._fixed = FixedWindowRateLimiter(self._storage)
+        self._audit = audit
+        self._chat = RateLimitItemPerMinute(settings.chat_per_minute)
+        self._tokens = RateLimitItemPerDay(settings.tokens_per_day)
+        self._login = RateLimitItemPerMinute(settings.login_per_minute_per_ip)
+        self._anonymous = RateLimitItemPerMinute(settings.unauthenticated_per_minute_per_ip)
+        # Network storage blocks; async callers should run hits in a worker thread.
+        self.blocking = not settings.storage.startswith("memory://")
+
+    def hit_chat(self, user_key: str, ip: str | None = None) -> Decision:
+        """Count one chat message of a user; Limited once chat_per_minute is exceeded."""
+        return self._hit(
+            self._moving, self._chat, "chat_per_minute", user_key, actor=user_key, ip=ip
+        )
+
+    def hit_login(self, ip: str) -> Decision:
+        return self._hit(self._moving, self._login, "login_per_minute_per_ip", ip, ip=ip)
+
+    def hit_unauthenticated(self, ip: str) -> Decision:
+        return self._hit(
+            self._moving, self._anonymous, "unauthenticated_per_minute_per_ip", ip, ip=ip
+        )
+
+    def tokens_left(self, user_key: str) -> int:
+        """Tokens the user may still generate today (a window that starts at first use)."""
+        stats = self._fixed.get_window_stats(self._tokens, "tokens_per_day", user_key)
+        return max(0, stats.remaining)
+
+    def check_tokens(self, user_key: str, ip: str | None = None) -> Decision:
+        """Before generating: Limited when today's token budget is already used up."""
+        left = self.tokens_left(user_key)
+        if left > 0:
+            return Allowed(left)
+        return self._refused(self._fixed, self._tokens, "tokens_per_day", user_key, user_key, ip)
+
+    def consume_tokens(self, user_key: str, n: int) -> Decision:
+        """After generating: charge n tokens (always charged, a reply is never cut to fit)."""
+        if n <= 0:
+            return Allowed(self.tokens_left(user_key))
+        self._fixed.hit(self._tokens, "tokens_per_day", user_key, cost=n)
+        left = self.tokens_left(user_key)
+        if left > 0:
+            return Allowed(left)
+        retry = _retry_after(self._fixed, self._tokens, "tokens_per_day", user_key)
+        return Limited("tokens_per_day", retry)
+
+    def _hit(
+        self,
+        strategy: RateLimiterStrategy,
+        item: RateLimitItem,
+        name: str,
+        key: str,
+        *,
+        actor: str | None = None,
+        ip: str | None = None,
+    ) -> Decision:
+        if strategy.hit(item, name, key):
+            return Allowed(strategy.get_window_stats(item, name, key).remaining)
+        return self._refused(strategy, item, name, key, actor, ip)
+
+    def _refused(
+        self,
+        strategy: RateLimiterStrategy,
+        item: RateLimitItem,
+        name: str,
+        key: str,
+        actor: str | None,
+        ip: str | None,
+    ) -> Limited:
+        decision = Limited(name, _retry_after(strategy, item, name, key))
+        logger.warning("rate limit %s exceeded (client %s)", name, ip)
+        self._audit.record(
+            AuditEvent(
+                RATE_LIMITED,
+                actor=actor,
+                ip=ip,
+                outcome=name,
+                details={"retry_after": decision.retry_after},
+            )
+        )
+        return decision
+
+
+def _retry_after(strategy: RateLimiterStrategy, item: RateLimitItem, *ident: str) -> int:
+    reset = strategy.get_window_stats(item, *ident).reset_time
+    return max(1, math.ceil(reset - time.time()))

@@ -1,0 +1,115 @@
+"""One generation at a time per user, across replicas, so one user cannot occupy the CPU queue.
+
+A `limits` window cannot express "held until released", so this is a small lock of our own:
+Redis `SET key token NX EX ttl` (released only by its holder) or the same in memory.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import redis
+
+from auth.network_settings import LimitSettings
+
+
+class GenerationInProgress(Exception):
+    """The user already has a reply being generated."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "You already have a reply being generated. Wait for it to finish or press Stop, "
+            "then send your message again."
+        )
+
+
+class GenerationLocks(Protocol):
+    def acquire(self, key: str, token: str, ttl_seconds: int) -> bool: ...
+
+    def release(self, key: str, token: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryGenerationLocks:
+    """Locks for a single process; the clock is injectable so expiry tests need no sleeping."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[str, float]] = {}
+
+    def acquire(self, key: str, token: str, ttl_seconds: int) -> bool:
+        now = self._clock()
+        with self._lock:
+            holder = self._held.get(key)
+            if holder is not None and holder[1] > now:
+                return False
+            self._held[key] = (token, now + ttl_seconds)
+            return True
+
+    def release(self, key: str, token: str) -> None:
+        with self._lock:
+            if self._held.get(key, ("", 0.0))[0] == token:
+                del self._held[key]
+
+    def close(self) -> None:
+        return None
+
+
+# Delete only if we still hold it: an expired lock may already belong to a newer generation.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class RedisGenerationLocks:
+    def __init__(self, url: str, key_prefix: str) -> None:
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = f"{key_prefix}:generation:"
+        self._release = self._redis.register_script(_RELEASE)
+
+    def acquire(self, key: str, token: str, ttl_seconds: int) -> bool:
+        return bool(self._redis.set(self._prefix + key, token, nx=True, ex=ttl_seconds))
+
+    def release(self, key: str, token: str) -> None:
+        self._release(keys=[self._prefix + key], args=[token])
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+class UserConcurrency:
+    """`with concurrency.hold(user.key): ...` around a generation; a second one raises."""
+
+    def __init__(self, locks: GenerationLocks, ttl_seconds: int) -> None:
+        self._locks = locks
+        self._ttl = ttl_seconds
+
+    @classmethod
+    def from_settings(cls, settings: LimitSettings) -> UserConcurrency:
+        if settings.storage.startswith("memory://"):
+            locks: GenerationLocks = MemoryGenerationLocks()
+        else:
+            locks = RedisGenerationLocks(settings.storage, settings.key_prefix)
+        return cls(locks, settings.generation_lock_seconds)
+
+    @contextmanager
+    def hold(self, user_key: str) -> Iterator[None]:
+        """Hold the user's generation slot for the block; raise GenerationInProgress if taken."""
+        token = secrets.token_hex(16)
+        if not self._locks.acquire(user_key, token, self._ttl):
+            raise GenerationInProgress()
+        try:
+            yield
+        finally:
+            self._locks.release(user_key, token)
+
+    def close(self) -> None:
+        self._locks.close()
