@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsError as PydanticSettingsError,
 )
 
+from auth.network_settings import AccessSettings, LimitSettings
 from auth.settings import OidcSettings, SessionSettings
 from model.settings import GenerationSettings, ModelSettings
 from webui.settings import ServerSettings, UISettings
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     ui: UISettings = UISettings()
     oidc: OidcSettings = OidcSettings()
     session: SessionSettings = SessionSettings()
+    access: AccessSettings = AccessSettings()
+    limits: LimitSettings = LimitSettings()
 
     @classmethod
     def settings_customise_sources(

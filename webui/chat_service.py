@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from auth.identity import User
+from auth.rate_limits import Limited
+from auth.user_concurrency import GenerationInProgress
 from model.engine import (
     Engine,
     EngineBusy,
@@ -18,7 +21,7 @@ from model.engine import (
 )
 from model.settings import GenerationSettings
 from model.types import ChatMessage, GenerationRequest, GenerationStats
-from store.events import CHAT_REQUEST, AuditEvent, AuditSink
+from store.events import CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
 from webui.i18n import text
 
 log = logging.getLogger("chat.service")
@@ -48,6 +51,25 @@ class TurnContext:
     locale: str = "en"
 
 
+class Limiter(Protocol):
+    """auth.rate_limits.RateLimiter: decisions are Allowed or Limited(retry_after)."""
+
+    def hit_chat(self, user_key: str, ip: str | None = None) -> Any: ...
+
+    def check_tokens(self, user_key: str, ip: str | None = None) -> Any: ...
+
+    def consume_tokens(self, user_key: str, n: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TurnGuards:
+    """Checks before a turn runs; each is optional so tests can use only what they exercise."""
+
+    policy: Any = None  # store.prompt_policy.PromptPolicy
+    limiter: Limiter | None = None
+    concurrency: Any = None  # auth.user_concurrency.UserConcurrency
+
+
 @dataclass
 class ReplyUpdate:
     conversation_id: str | None
@@ -64,7 +86,9 @@ class ChatService:
         history: History,
         audit: AuditSink,
         generation: GenerationSettings,
+        guards: TurnGuards | None = None,
     ) -> None:
+        self._guards = guards or TurnGuards()
         self._engine = engine
         self._history = history
         self._audit = audit
@@ -85,6 +109,52 @@ class ChatService:
             )
             return
 
+        refusal = self._refusal(ctx, conversation_id, message)
+        if refusal is not None:
+            yield ReplyUpdate(conversation_id, "", "refused", refusal)
+            return
+        with contextlib.ExitStack() as held:
+            if self._guards.concurrency is not None:
+                try:
+                    held.enter_context(self._guards.concurrency.hold(ctx.user.key))
+                except GenerationInProgress:
+                    yield ReplyUpdate(
+                        conversation_id, "", "refused", text("one_at_a_time", ctx.locale)
+                    )
+                    return
+            yield from self._turn(ctx, conversation_id, message)
+
+    def _refusal(self, ctx: TurnContext, conversation_id: str | None, message: str) -> str | None:
+        """Policy and rate limits, cheapest first; the message to show, or None to go ahead."""
+        policy, limiter = self._guards.policy, self._guards.limiter
+        if policy is not None:
+            decision = policy.check(message)
+            if decision.blocked:
+                self._audit.record(
+                    AuditEvent(
+                        type=PROMPT_BLOCKED,
+                        actor=ctx.user.key,
+                        ip=ctx.ip,
+                        request_id=ctx.request_id,
+                        target=conversation_id,
+                        outcome=decision.rule,
+                        details={"prompt_excerpt": message[:200]},
+                    )
+                )
+                return text("blocked", ctx.locale)
+        if limiter is not None:
+            for decision in (
+                limiter.hit_chat(ctx.user.key, ctx.ip),
+                limiter.check_tokens(ctx.user.key, ctx.ip),
+            ):
+                if isinstance(decision, Limited):  # the limiter has logged and audited it
+                    key = "rate_limited" if decision.limit == "chat_per_minute" else "token_quota"
+                    return text(key, ctx.locale, seconds=decision.retry_after)
+        return None
+
+    def _turn(
+        self, ctx: TurnContext, conversation_id: str | None, message: str
+    ) -> Iterator[ReplyUpdate]:
         owner = ctx.user.key
         # The model's context comes from the database, never from what the browser sends.
         earlier = (
@@ -147,6 +217,8 @@ class ChatService:
                 ctx.user.key, conversation_id, "assistant", reply, _saved_status(status)
             )
             self._record(ctx, conversation_id, message, stats, _saved_status(status))
+            if self._guards.limiter is not None and stats.completion_tokens:
+                self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
 
     def _record(
         self,

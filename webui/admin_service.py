@@ -1,0 +1,163 @@
+"""Admin actions, each re-checking role and admin IP on the server and each audited."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from auth.identity import User
+from auth.session_store import Session, SessionStore
+from store.events import (
+    ACCESS_DENIED,
+    ADMIN_AUDIT_EXPORTED,
+    ADMIN_AUDIT_VIEWED,
+    ADMIN_SESSION_REVOKED,
+    AuditEvent,
+    AuditSink,
+)
+
+log = logging.getLogger("chat.admin")
+
+
+class AdminRefused(PermissionError):
+    """Not an admin, or not from an admin address; the caller shows a generic refusal."""
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    user: User
+    ip: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    type: str | None = None
+    text: str | None = None
+    page: int = 0
+    page_size: int = 50
+
+
+class AdminService:
+    def __init__(
+        self,
+        audit_log: Any,  # store.audit_log.AuditLog: query / export_csv
+        audit: AuditSink,
+        sessions: SessionStore,
+        require_admin_ip: Callable[[str | None], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._log = audit_log
+        self._audit = audit
+        self._sessions = sessions
+        self._require_admin_ip = require_admin_ip
+        self._clock = clock
+
+    def check(self, ctx: AdminContext, action: str) -> None:
+        """Role and address, checked in every handler: hidden Gradio handlers are still callable."""
+        reason = None
+        if not ctx.user.is_admin:
+            reason = "not_admin"
+        else:
+            try:
+                self._require_admin_ip(ctx.ip)
+            except PermissionError:
+                reason = "ip_not_allowed:admin"
+        if reason is not None:
+            log.warning("admin action refused", extra={"action": action, "reason": reason})
+            self._audit.record(
+                AuditEvent(
+                    ACCESS_DENIED,
+                    actor=ctx.user.key,
+                    ip=ctx.ip,
+                    request_id=ctx.request_id,
+                    target=action,
+                    outcome=reason,
+                )
+            )
+            raise AdminRefused(reason)
+
+    def audit_page(self, ctx: AdminContext, query: AuditQuery) -> Any:
+        self.check(ctx, "audit.view")
+        page = self._log.query(
+            since=query.since,
+            until=query.until,
+            actor=query.actor or None,
+            type=query.type or None,
+            text=query.text or None,
+            limit=query.page_size,
+            offset=max(0, query.page) * query.page_size,
+        )
+        self._record(ctx, ADMIN_AUDIT_VIEWED, None, _describe(query))
+        return page
+
+    def audit_csv(self, ctx: AdminContext, query: AuditQuery) -> str:
+        from store.audit_log import AuditFilters
+
+        self.check(ctx, "audit.export")
+        filters = AuditFilters(
+            since=query.since,
+            until=query.until,
+            actor=query.actor or None,
+            type=query.type or None,
+            text=query.text or None,
+        )
+        self._record(ctx, ADMIN_AUDIT_EXPORTED, None, _describe(query))
+        return self._log.export_csv(filters)
+
+    def active_sessions(self, ctx: AdminContext) -> list[Session]:
+        self.check(ctx, "sessions.list")
+        return self._sessions.list_active(self._clock())
+
+    def revoke_session(self, ctx: AdminContext, handle: str) -> bool:
+        self.check(ctx, "sessions.revoke")
+        ended = self._sessions.revoke(handle)
+        self._record(ctx, ADMIN_SESSION_REVOKED, handle[:20], {"ended": int(ended)})
+        return ended
+
+    def revoke_user(self, ctx: AdminContext, user_key: str) -> int:
+        self.check(ctx, "sessions.revoke_user")
+        ended = self._sessions.revoke_user(user_key)
+        self._record(ctx, ADMIN_SESSION_REVOKED, user_key, {"ended": ended})
+        return ended
+
+    def _record(
+        self, ctx: AdminContext, event_type: str, target: str | None, details: dict[str, Any]
+    ) -> None:
+        self._audit.record(
+            AuditEvent(
+                event_type,
+                actor=ctx.user.key,
+                ip=ctx.ip,
+                request_id=ctx.request_id,
+                target=target,
+                outcome="ok",
+                details=details,
+            )
+        )
+
+
+def _describe(query: AuditQuery) -> dict[str, Any]:
+    return {
+        "since": query.since.isoformat() if query.since else None,
+        "until": query.until.isoformat() if query.until else None,
+        "actor": query.actor,
+        "type": query.type,
+        "text": query.text,
+        "page": query.page,
+    }
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """An ISO date or date-time from a filter box; naive values are UTC, like the table."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

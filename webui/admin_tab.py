@@ -1,0 +1,156 @@
+"""The admin tab: built per request with gr.render, only for admins; non-admin pages contain none of it."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import urlencode
+
+import gradio as gr
+from gradio.i18n import I18nData
+
+from store.events import EVENT_TYPES
+from webui.admin_service import (
+    AdminContext,
+    AdminRefused,
+    AdminService,
+    AuditQuery,
+    parse_date,
+)
+from webui.request_context import request_user
+
+COLUMNS = ["id", "time (UTC)", "type", "user", "ip", "target", "outcome", "details"]
+SESSION_COLUMNS = ["handle", "user", "created", "last seen", "ip"]
+
+
+def admin_context(request: gr.Request) -> AdminContext:
+    raw = request.request
+    state = raw.scope.get("state", {})
+    return AdminContext(
+        user=request_user(request), ip=state.get("client_ip"), request_id=state.get("request_id")
+    )
+
+
+def build_admin_tab(admin: AdminService, page: gr.Blocks, export_base: str) -> None:
+    """Call inside a gr.Tabs(): adds the audit tab for admins when the page loads."""
+
+    @gr.render(triggers=[page.load])
+    def admin_area(request: gr.Request) -> None:
+        ctx = admin_context(request)
+        if not ctx.user.is_admin:
+            return  # nothing rendered: no components, no handlers
+        with gr.Tab(I18nData("audit_tab"), id="audit", elem_id="audit-tab"):
+            _audit_section(admin, export_base)
+            _sessions_section(admin)
+
+
+def _audit_section(admin: AdminService, export_base: str) -> None:
+    with gr.Row():
+        since = gr.Textbox(label=I18nData("since"), placeholder="2026-01-31", elem_id="audit-since")
+        until = gr.Textbox(label=I18nData("until"), placeholder="2026-12-31", elem_id="audit-until")
+        actor = gr.Textbox(label=I18nData("user"), elem_id="audit-user")
+        kind = gr.Dropdown(
+            choices=["", *EVENT_TYPES], value="", label=I18nData("event_type"), elem_id="audit-type"
+        )
+        free = gr.Textbox(label=I18nData("free_text"), elem_id="audit-text")
+    with gr.Row():
+        search = gr.Button(I18nData("search"), variant="primary", elem_id="audit-search")
+        prev = gr.Button("◀", elem_id="audit-prev")
+        nxt = gr.Button("▶", elem_id="audit-next")
+        page_no = gr.Number(value=0, precision=0, label=I18nData("page"), elem_id="audit-page")
+    summary = gr.Markdown(elem_id="audit-summary")
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
+    export = gr.HTML(elem_id="audit-export")
+    inputs = [since, until, actor, kind, free, page_no]
+
+    def show(
+        since: str, until: str, actor: str, kind: str, free: str, page: float, request: gr.Request
+    ) -> tuple[Any, str, str, int]:
+        ctx = admin_context(request)
+        try:
+            query = _query(since, until, actor, kind, free, int(page or 0))
+            result = admin.audit_page(ctx, query)
+        except ValueError:
+            raise gr.Error("Dates must look like 2026-01-31 or 2026-01-31T12:00.") from None
+        except AdminRefused:
+            raise gr.Error("Not allowed.") from None
+        rows = [
+            [r.id, r.ts.isoformat(timespec="seconds"), r.type, r.actor or "", r.ip or "",
+             r.target or "", r.outcome or "", r.details]
+            for r in result.records
+        ]  # fmt: skip
+        pages = max(1, -(-result.total // result.limit))
+        link = _export_link(export_base, since, until, actor, kind, free)
+        return rows, f"{result.total} records · page {query.page + 1} of {pages}", link, query.page
+
+    def step(delta: int):
+        def move(*values: Any) -> Any:
+            *filters, page, request = values
+            return show(*filters, max(0, int(page or 0) + delta), request)
+
+        return move
+
+    private = {"api_visibility": "private"}
+    outputs = [table, summary, export, page_no]
+    search.click(lambda *v: show(*v[:5], 0, v[-1]), inputs, outputs, **private)
+    prev.click(step(-1), inputs, outputs, **private)
+    nxt.click(step(+1), inputs, outputs, **private)
+
+
+def _sessions_section(admin: AdminService) -> None:
+    gr.Markdown(I18nData("active_sessions"))
+    listing = gr.Dataframe(headers=SESSION_COLUMNS, interactive=False, elem_id="sessions-table")
+    with gr.Row():
+        handle = gr.Textbox(label=I18nData("session_or_user"), elem_id="revoke-target")
+        load = gr.Button(I18nData("refresh"), elem_id="sessions-refresh")
+        revoke = gr.Button(I18nData("revoke"), variant="stop", elem_id="sessions-revoke")
+    result = gr.Markdown(elem_id="revoke-result")
+
+    def sessions(request: gr.Request) -> list[list[str]]:
+        try:
+            found = admin.active_sessions(admin_context(request))
+        except AdminRefused:
+            raise gr.Error("Not allowed.") from None
+        return [
+            [s.id, s.user.key, s.created_at.isoformat(timespec="seconds"),
+             s.last_seen.isoformat(timespec="seconds"), s.ip or ""]
+            for s in found
+        ]  # fmt: skip
+
+    def end(target: str, request: gr.Request) -> tuple[str, list[list[str]]]:
+        ctx = admin_context(request)
+        target = target.strip()
+        try:
+            if target.startswith("sha256:"):
+                message = (
+                    "Session ended." if admin.revoke_session(ctx, target) else "No such session."
+                )
+            elif target:
+                message = f"{admin.revoke_user(ctx, target)} session(s) ended."
+            else:
+                message = "Enter a session handle or a user key from the table."
+        except AdminRefused:
+            raise gr.Error("Not allowed.") from None
+        return message, sessions(request)
+
+    private = {"api_visibility": "private"}
+    load.click(sessions, None, listing, **private)
+    revoke.click(end, handle, [result, listing], **private)
+
+
+def _query(since: str, until: str, actor: str, kind: str, free: str, page: int) -> AuditQuery:
+    return AuditQuery(
+        since=parse_date(since),
+        until=parse_date(until),
+        actor=actor.strip() or None,
+        type=kind or None,
+        text=free.strip() or None,
+        page=max(0, page),
+    )
+
+
+def _export_link(base: str, since: str, until: str, actor: str, kind: str, free: str) -> str:
+    params = {"since": since, "until": until, "actor": actor, "type": kind, "text": free}
+    query = urlencode({k: v for k, v in params.items() if v})
+    href = html.escape(f"{base}/admin/audit.csv?{query}")
+    return f'<a href="{href}" download>CSV</a>'
