@@ -1,0 +1,101 @@
+"""Engine and sessions for SQLite (default) or PostgreSQL, and Alembic migrations run from code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for queries; its transaction is rolled back on exit."""
+        with self.sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session committed on success; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)
+        so two writers wait for each other instead of failing with "database is locked"."""
+        with self.sessions() as session:
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def has_schema(self) -> bool:
+        return inspect(self.engine).has_table("audit_head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def create_database(url: str, *, echo: bool = False) -> Database:
+    """Build the engine; for SQLite also create the file's directory and turn on WAL and foreign keys."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url, parsed.database, echo)
+    else:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True)
+    return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _sqlite_engine(url: str, path: str | None, echo: bool) -> Engine:
+    in_memory = not path or path == ":memory:" or path.startswith("file::memory:")
+    if not in_memory:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+    # SQLAlchemy's recipe: let us emit BEGIN ourselves, because the sqlite3 module's implicit
+    # transactions start too late to lock, and cannot be made IMMEDIATE per transaction.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def alembic_config(database: Database) -> Config:
+    """An Alembic config built in code, so migrations work from any current directory."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.attributes["engine"] = database.engine
+    return config
+
+
+def migrate(database: Database, revision: str = "head") -> None:
+    """Bring the schema up to `revision` (idempotent); `launch.py migrate` and start-up call this."""
+    command.upgrade(alembic_config(database), revision)
