@@ -20,6 +20,7 @@ from pydantic_settings import (
 from auth.network_settings import AccessSettings, LimitSettings
 from auth.settings import OidcSettings, SessionSettings
 from model.settings import GenerationSettings, ModelSettings
+from store.settings import DatabaseSettings, PolicySettings, RetentionSettings
 from webui.settings import ServerSettings, UISettings
 
 
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     session: SessionSettings = SessionSettings()
     access: AccessSettings = AccessSettings()
     limits: LimitSettings = LimitSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    retention: RetentionSettings = RetentionSettings()
+    policy: PolicySettings = PolicySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -54,7 +58,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
-_SECRET_HINT = re.compile(r"secret|key|password|token", re.IGNORECASE)
+_SECRET_HINT = re.compile(r"secret|key|password|token|database\.url", re.IGNORECASE)
 
 
 class SettingsError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -45,8 +46,16 @@ class SessionStore(Protocol):
     def list_active(self, now: datetime, user_key: str | None = None) -> list[Session]: ...
 
 
+HANDLE_PREFIX = "sha256:"
+
+
+def session_handle(session_id: str) -> str:
+    """What listings show instead of a session id: enough to revoke it, useless as a cookie."""
+    return HANDLE_PREFIX + hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
 class MemorySessionStore:
-    """One-process store; fine for a single replica and for tests."""
+    """One-process store; fine for a single replica and for tests. Same handle rules as SQL."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -69,6 +78,9 @@ class MemorySessionStore:
                 )
 
     def revoke(self, session_id: str) -> bool:
+        """End one session, given its id (logout) or its handle from list_active() (admin)."""
+        if session_id.startswith(HANDLE_PREFIX):
+            return self._revoke_matching(lambda s: session_handle(s.id) == session_id) > 0
         with self._lock:
             return self._sessions.pop(session_id, None) is not None
 
@@ -85,7 +97,7 @@ class MemorySessionStore:
             sessions = list(self._sessions.values())
         return sorted(
             (
-                s
+                replace(s, id=session_handle(s.id))
                 for s in sessions
                 if not s.expired(now) and (user_key is None or s.user.key == user_key)
             ),
