@@ -1,0 +1,93 @@
+"""OIDC Back-Channel Logout 1.0: the IdP ends a user's sessions here; forgeries change nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.auth.conftest import login
+from tests.auth.fake_idp import DROP, LoginPlan
+
+ENDPOINT = "/auth/backchannel-logout"
+
+
+def logged_in(chat, fake_idp, sid: str | None = None):
+    if sid is not None:
+        fake_idp.next_login = LoginPlan(
+            claims={"sub": "alice-sub", "email": "a@corp.example", "groups": ["staff"], "sid": sid}
+        )
+    client = chat.client()
+    assert login(client).status_code == 200
+    return client
+
+
+def test_logout_token_for_the_user_ends_all_their_sessions(chat_app, fake_idp):
+    chat = chat_app()
+    laptop, phone = logged_in(chat, fake_idp), logged_in(chat, fake_idp)
+    response = chat.client().post(ENDPOINT, data={"logout_token": fake_idp.logout_token()})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert laptop.get("/whoami").status_code == 401
+    assert phone.get("/whoami").status_code == 401
+    revoked = chat.audit.of_type("session.revoked")[-1]
+    assert revoked.details == {"sessions": 2} and revoked.outcome == "backchannel_logout"
+
+
+def test_logout_token_with_sid_ends_only_that_idp_session(chat_app, fake_idp):
+    chat = chat_app()
+    one, two = logged_in(chat, fake_idp, sid="sid-1"), logged_in(chat, fake_idp, sid="sid-2")
+    token = fake_idp.logout_token(sid="sid-1", sub=DROP)
+    assert chat.client().post(ENDPOINT, data={"logout_token": token}).status_code == 200
+    assert one.get("/whoami").status_code == 401
+    assert two.get("/whoami").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("signing", "overrides", "reason"),
+    [
+        ("other_key", {}, "bad_signature"),
+        ("none", {}, "algorithm_not_allowed"),
+        ("hs256_public", {}, "algorithm_not_allowed"),
+        ("good", {"aud": "another-client"}, "audience_mismatch"),
+        ("good", {"iss": "https://evil.example"}, "issuer_mismatch"),
+        ("good", {"events": DROP}, "missing_logout_event"),
+        ("good", {"events": {"http://example.com/other": {}}}, "missing_logout_event"),
+        ("good", {"nonce": "n"}, "nonce_in_logout_token"),
+        ("good", {"sub": DROP}, "missing_sid_and_sub"),
+        ("good", {"iat": DROP}, "missing_iat"),
+        (
+            "good",
+            {"iat": int(time.time()) - 3600, "exp": int(time.time()) + 60},
+            "stale_logout_token",
+        ),
+        ("good", {"exp": int(time.time()) - 600}, "expired"),
+        ("good", {"jti": DROP}, "missing_jti"),
+    ],
+)
+def test_forged_or_malformed_logout_token_changes_nothing(
+    chat_app, fake_idp, signing, overrides, reason
+):
+    chat = chat_app()
+    browser = logged_in(chat, fake_idp)
+    token = fake_idp.logout_token(signing, **overrides)
+    response = chat.client().post(ENDPOINT, data={"logout_token": token})
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request"}
+    assert browser.get("/whoami").status_code == 200
+    assert chat.audit.of_type("access.denied")[-1].outcome == reason
+
+
+def test_replayed_logout_token_is_refused(chat_app, fake_idp):
+    chat = chat_app()
+    token = fake_idp.logout_token()
+    logged_in(chat, fake_idp)
+    assert chat.client().post(ENDPOINT, data={"logout_token": token}).status_code == 200
+    again = logged_in(chat, fake_idp)
+    assert chat.client().post(ENDPOINT, data={"logout_token": token}).status_code == 400
+    assert again.get("/whoami").status_code == 200
+
+
+def test_missing_logout_token_is_a_bad_request(chat_app):
+    chat = chat_app()
+    assert chat.client().post(ENDPOINT, data={}).status_code == 400
