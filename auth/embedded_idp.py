@@ -29,6 +29,15 @@ DEMO_USERS = (
         },
     ),
     oidc_provider_mock.User(
+        sub="bob",
+        claims={
+            "email": "bob@example.com",
+            "email_verified": True,
+            "name": "Bob (staff)",
+            "groups": [DEMO_GROUP],
+        },
+    ),
+    oidc_provider_mock.User(
         sub="admin1",
         claims={
             "email": "admin1@example.com",

@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import gradio as gr
-from gradio.i18n import I18nData
 
 from store.events import EVENT_TYPES
 from webui.admin_service import (
@@ -17,6 +16,7 @@ from webui.admin_service import (
     AuditQuery,
     parse_date,
 )
+from webui.i18n import label
 from webui.request_context import request_user
 
 COLUMNS = ["id", "time (UTC)", "type", "user", "ip", "target", "outcome", "details"]
@@ -39,25 +39,25 @@ def build_admin_tab(admin: AdminService, page: gr.Blocks, export_base: str) -> N
         ctx = admin_context(request)
         if not ctx.user.is_admin:
             return  # nothing rendered: no components, no handlers
-        with gr.Tab(I18nData("audit_tab"), id="audit", elem_id="audit-tab"):
+        with gr.Tab(label("audit_tab"), id="audit", elem_id="audit-tab"):
             _audit_section(admin, export_base)
             _sessions_section(admin)
 
 
 def _audit_section(admin: AdminService, export_base: str) -> None:
     with gr.Row():
-        since = gr.Textbox(label=I18nData("since"), placeholder="2026-01-31", elem_id="audit-since")
-        until = gr.Textbox(label=I18nData("until"), placeholder="2026-12-31", elem_id="audit-until")
-        actor = gr.Textbox(label=I18nData("user"), elem_id="audit-user")
+        since = gr.Textbox(label=label("since"), placeholder="2026-01-31", elem_id="audit-since")
+        until = gr.Textbox(label=label("until"), placeholder="2026-12-31", elem_id="audit-until")
+        actor = gr.Textbox(label=label("user"), elem_id="audit-user")
         kind = gr.Dropdown(
-            choices=["", *EVENT_TYPES], value="", label=I18nData("event_type"), elem_id="audit-type"
+            choices=["", *EVENT_TYPES], value="", label=label("event_type"), elem_id="audit-type"
         )
-        free = gr.Textbox(label=I18nData("free_text"), elem_id="audit-text")
+        free = gr.Textbox(label=label("free_text"), elem_id="audit-text")
     with gr.Row():
-        search = gr.Button(I18nData("search"), variant="primary", elem_id="audit-search")
+        search = gr.Button(label("search"), variant="primary", elem_id="audit-search")
         prev = gr.Button("◀", elem_id="audit-prev")
         nxt = gr.Button("▶", elem_id="audit-next")
-        page_no = gr.Number(value=0, precision=0, label=I18nData("page"), elem_id="audit-page")
+        page_no = gr.Number(value=0, precision=0, label=label("page"), elem_id="audit-page")
     summary = gr.Markdown(elem_id="audit-summary")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
     export = gr.HTML(elem_id="audit-export")
@@ -98,12 +98,12 @@ def _audit_section(admin: AdminService, export_base: str) -> None:
 
 
 def _sessions_section(admin: AdminService) -> None:
-    gr.Markdown(I18nData("active_sessions"))
+    gr.Markdown(label("active_sessions"))
     listing = gr.Dataframe(headers=SESSION_COLUMNS, interactive=False, elem_id="sessions-table")
     with gr.Row():
-        handle = gr.Textbox(label=I18nData("session_or_user"), elem_id="revoke-target")
-        load = gr.Button(I18nData("refresh"), elem_id="sessions-refresh")
-        revoke = gr.Button(I18nData("revoke"), variant="stop", elem_id="sessions-revoke")
+        handle = gr.Textbox(label=label("session_or_user"), elem_id="revoke-target")
+        load = gr.Button(label("refresh"), elem_id="sessions-refresh")
+        revoke = gr.Button(label("revoke"), variant="stop", elem_id="sessions-revoke")
     result = gr.Markdown(elem_id="revoke-result")
 
     def sessions(request: gr.Request) -> list[list[str]]:

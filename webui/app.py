@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
 
+from auth.body_limit import BodyLimitMiddleware
+from auth.client_ip import ClientAddressMiddleware
+from auth.install import install_auth
+from auth.ip_allowlist import AccessRules, IPAllowlistMiddleware
+from auth.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
+from auth.rate_limit_middleware import RateLimitMiddleware
+from auth.route_gate import RequestAuthenticator
+from auth.security_headers import SecurityHeadersMiddleware
+from auth.session_store import MemorySessionStore, SessionStore
 from config import Settings
 from model.engine import Engine
 from store.events import AuditSink
@@ -31,8 +41,14 @@ class Services:
     engine: Engine
     history: History
     audit: AuditSink
-    guards: TurnGuards | None = None
-    admin: AdminService | None = None
+    sessions: SessionStore = field(default_factory=MemorySessionStore)
+    audit_log: Any = None  # store.audit_log.AuditLog, for the admin tab
+    limiter: Any = None  # auth.rate_limits.RateLimiter
+    concurrency: Any = None  # auth.user_concurrency.UserConcurrency
+    policy: Any = None  # store.prompt_policy.PromptPolicy
+    access: AccessRules | None = None
+    authenticators: tuple[RequestAuthenticator, ...] = ()
+    on_close: tuple[Callable[[], None], ...] = ()
 
 
 def create_app(settings: Settings, services: Services) -> FastAPI:
@@ -43,14 +59,34 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         yield
         log.info("shutting down: stopping running generations")
         services.engine.close()
+        for close in services.on_close:
+            close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(health_router(services.engine))
+    access = services.access or AccessRules.from_settings(settings.access)
+    admin = None
+    if services.audit_log is not None:
+        admin = AdminService(
+            services.audit_log,
+            services.audit,
+            services.sessions,
+            lambda ip: access.require_admin_ip(ip, services.audit),
+        )
+    app.include_router(export_router(services.history, admin))
+    _mount_page(app, settings, services, admin)
+    _install_middleware(app, settings, services, access)
+    return app
 
-    app.include_router(export_router(services.history, services.admin))
 
+def _mount_page(
+    app: FastAPI, settings: Settings, services: Services, admin: AdminService | None
+) -> None:
+    guards = TurnGuards(
+        policy=services.policy, limiter=services.limiter, concurrency=services.concurrency
+    )
     chat = ChatService(
-        services.engine, services.history, services.audit, settings.generation, services.guards
+        services.engine, services.history, services.audit, settings.generation, guards
     )
     base = settings.server.public_url + settings.server.root_path
     page = build_chat_page(
@@ -60,9 +96,9 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
             title=settings.ui.title,
             export_base=base,
             demo_model=settings.model.source == "tiny-random",
-            dev_login=settings.oidc.issuer == "embedded",
+            dev_login=settings.oidc.embedded,
         ),
-        services.admin,
+        admin,
     )
     # api_open=False: /gradio_api/run/* would otherwise bypass the queue and its limits.
     page.queue(api_open=False, max_size=64, default_concurrency_limit=1)
@@ -81,5 +117,42 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         footer_links=["api"],
         i18n=build_i18n(),
     )
+
+
+def _install_middleware(
+    app: FastAPI, settings: Settings, services: Services, access: AccessRules
+) -> None:
+    """Innermost first: each add_middleware call wraps everything added before it."""
+    if services.limiter is not None:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=services.limiter,
+            login_paths=("/login", "/auth/callback"),
+        )
+    auth = install_auth(
+        app,
+        settings,
+        sessions=services.sessions,
+        audit=services.audit,
+        authenticators=services.authenticators,
+    )
+    app.state.auth = auth
+    app.add_middleware(
+        OriginCheckMiddleware,
+        allowed=allowed_origins(settings.server.public_url, settings.access.allow_origins),
+        audit=services.audit,
+    )
+    cors = cors_middleware(settings.access.allow_origins)
+    app.add_middleware(cors.cls, *cors.args, **cors.kwargs)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(IPAllowlistMiddleware, rules=access, audit=services.audit)
+    # Logout ends with a redirect to the IdP, which the CSP's form-action must allow.
+    idp = "http://127.0.0.1:*" if settings.oidc.embedded else _origin(settings.oidc.issuer)
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.server.https, form_action=[idp])
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.server.trusted_proxies)
     app.add_middleware(RequestIdMiddleware)
-    return app
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gradio as gr
-from gradio.i18n import I18nData
 
 from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
 from webui.chat_service import ChatService, History
 from webui.history_sidebar import build_sidebar, export_links, wire_sidebar
-from webui.i18n import text
+from webui.i18n import label, text
 from webui.request_context import turn_context
 from webui.script_api import register_script_api
 
@@ -35,11 +34,16 @@ def build_chat_page(
     admin: AdminService | None = None,
 ) -> gr.Blocks:
     """Build the Blocks; nothing runs until the app mounts it."""
-    with gr.Blocks(title=options.title, analytics_enabled=False) as page, gr.Tabs():
-        with gr.Tab(_t("chat_tab"), id="chat", elem_id="chat-tab"):
-            chat_tab(page, service, history, options)
-        if admin is not None:
-            build_admin_tab(admin, page, options.export_base)
+    with gr.Blocks(title=options.title, analytics_enabled=False) as page:
+        if options.demo_model:
+            gr.Markdown(label("demo_banner"), elem_id="demo-banner")
+        if options.dev_login:
+            gr.Markdown(label("dev_login_banner"), elem_id="dev-login-banner")
+        with gr.Tabs():
+            with gr.Tab(label("chat_tab"), id="chat", elem_id="chat-tab"):
+                chat_tab(page, service, history, options)
+            if admin is not None:
+                build_admin_tab(admin, page, options.export_base)
         register_script_api(service, history)
     return page
 
@@ -47,33 +51,30 @@ def build_chat_page(
 def chat_tab(page: gr.Blocks, service: ChatService, history: History, options: PageOptions) -> None:
     """The chat itself: sidebar of conversations, chat window, input and buttons."""
     conversation = gr.State(None)  # server-side per tab; only an id, re-checked on every read
-    if options.demo_model:
-        gr.Markdown(_t("demo_banner"), elem_id="demo-banner")
-    if options.dev_login:
-        gr.Markdown(_t("dev_login_banner"), elem_id="dev-login-banner")
     with gr.Row():
         with gr.Column(scale=1, min_width=220):
-            new = gr.Button(_t("new_chat"), elem_id="new-chat")
+            new = gr.Button(label("new_chat"), elem_id="new-chat")
             sidebar = build_sidebar()
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(
-                label=_t("chatbot"),
+                label=label("chatbot"),
                 elem_id="chatbot",
                 sanitize_html=True,
                 allow_tags=False,
                 feedback_options=None,
+                buttons=["copy"],
                 height=520,
             )
             with gr.Row():
                 box = gr.Textbox(
-                    placeholder=_t("input_placeholder"),
+                    placeholder=label("input_placeholder"),
                     show_label=False,
                     scale=8,
                     elem_id="message",
                     max_lines=8,
                 )
-                send = gr.Button(_t("send"), variant="primary", scale=1, elem_id="send")
-                stop = gr.Button(_t("stop"), variant="stop", scale=1, elem_id="stop")
+                send = gr.Button(label("send"), variant="primary", scale=1, elem_id="send")
+                stop = gr.Button(label("stop"), variant="stop", scale=1, elem_id="stop")
 
     def respond(
         message: str, conversation_id: str | None, request: gr.Request
@@ -131,8 +132,3 @@ def _display(history: History, owner_key: str, conversation_id: str | None) -> M
         return []
     conversation = history.get_conversation(owner_key, conversation_id)
     return [{"role": m.role, "content": m.content} for m in conversation.messages]
-
-
-def _t(key: str) -> I18nData:
-    """A label the browser translates to its locale."""
-    return I18nData(key)

@@ -157,11 +157,15 @@ class ChatService:
     ) -> Iterator[ReplyUpdate]:
         owner = ctx.user.key
         # The model's context comes from the database, never from what the browser sends.
-        earlier = (
-            self._history.get_conversation(owner, conversation_id).messages
-            if conversation_id
-            else []
-        )
+        try:
+            earlier = (
+                self._history.get_conversation(owner, conversation_id).messages
+                if conversation_id
+                else []
+            )
+        except LookupError:  # someone else's or a deleted id: the store has audited it
+            yield ReplyUpdate(None, "", "refused", text("not_found", ctx.locale))
+            return
         request = GenerationRequest(
             messages=(
                 *(

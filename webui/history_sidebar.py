@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-from gradio.i18n import I18nData
 
+from webui.i18n import label
 from webui.request_context import request_user
 
 log = logging.getLogger("chat.sidebar")
@@ -31,18 +31,18 @@ class Sidebar:
 
 def build_sidebar() -> Sidebar:
     search = gr.Textbox(
-        placeholder=I18nData("search_placeholder"), show_label=False, elem_id="history-search"
+        placeholder=label("search_placeholder"), show_label=False, elem_id="history-search"
     )
     conversations = gr.Radio(
-        choices=[], label=I18nData("history"), elem_id="history-list", interactive=True
+        choices=[], label=label("history"), elem_id="history-list", interactive=True
     )
     with gr.Row():
         title = gr.Textbox(
-            placeholder=I18nData("rename_placeholder"), show_label=False, elem_id="history-title"
+            placeholder=label("rename_placeholder"), show_label=False, elem_id="history-title"
         )
     with gr.Row():
-        rename = gr.Button(I18nData("rename"), size="sm", elem_id="history-rename")
-        delete = gr.Button(I18nData("delete"), size="sm", variant="stop", elem_id="history-delete")
+        rename = gr.Button(label("rename"), size="sm", elem_id="history-rename")
+        delete = gr.Button(label("delete"), size="sm", variant="stop", elem_id="history-delete")
     exports = gr.HTML(elem_id="history-export")
     return Sidebar(conversations, search, title, rename, delete, exports)
 
@@ -72,7 +72,7 @@ def wire_sidebar(
         try:
             found = history.get_conversation(user.key, conversation_id)
         except LookupError:
-            gr.Warning(I18nData("not_found"))
+            gr.Warning(label("not_found"))
             return [], None, "", ""
         shown = [{"role": m.role, "content": m.content} for m in found.messages]
         return shown, found.id, found.title, export_links(export_base, found.id)
@@ -83,7 +83,7 @@ def wire_sidebar(
             try:
                 history.rename(user.key, conversation_id, title.strip()[:200])
             except LookupError:
-                gr.Warning(I18nData("not_found"))
+                gr.Warning(label("not_found"))
 
     def delete(conversation_id: str | None, request: gr.Request) -> tuple[Messages, None, str, str]:
         user = request_user(request)
@@ -91,7 +91,7 @@ def wire_sidebar(
             try:
                 history.delete(user.key, conversation_id)
             except LookupError:
-                gr.Warning(I18nData("not_found"))
+                gr.Warning(label("not_found"))
         return [], None, "", ""
 
     private = {"api_visibility": "private"}

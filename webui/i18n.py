@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 EN = {
     "title": "Company Chat",
@@ -95,9 +96,24 @@ ZH = {
 LOCALES = {"en": EN, "zh-CN": ZH}
 
 
+_PREFIX = "cc_"  # our keys must not collide with Gradio's own (e.g. "chatbot" is a namespace there)
+
+
 def build_i18n() -> gr.I18n:
     """Translations the browser picks from by its locale."""
-    return gr.I18n(**LOCALES)
+    return gr.I18n(
+        **{
+            locale: {_PREFIX + k: v for k, v in strings.items()}
+            for locale, strings in LOCALES.items()
+        }
+    )
+
+
+def label(key: str) -> I18nData:
+    """A page label the browser translates to its locale."""
+    if key not in EN:
+        raise KeyError(key)
+    return I18nData(_PREFIX + key)
 
 
 def pick_locale(accept_language: str | None) -> str:

@@ -1,66 +1,71 @@
-"""The real gradio_client against the real app on a loopback port (fake engine, fake auth gate)."""
+"""The real gradio_client against the whole app on a loopback port, with a real login session."""
 
 from __future__ import annotations
-
-import os
 
 import pytest
 from gradio_client import Client
 
-from auth.identity import User
-from config import load_settings
-from model.fake_engine import FakeEngine
-from store.events import CHAT_REQUEST, MemoryAuditSink
-from tests.live_server import free_port, live_server
-from tests.webui.fakes import FixedUserMiddleware, MemoryHistory
-from webui.app import Services, create_app
-
-ALICE = User(issuer="https://idp.test", subject="alice-sub", name="Alice")
+from store.events import CHAT_REQUEST
 
 
 @pytest.fixture
-def served(monkeypatch):
-    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    port = free_port()
-    settings = load_settings(None, server={"port": port, "public_url": f"http://127.0.0.1:{port}"})
-    services = Services(
-        engine=FakeEngine(delay=0.05), history=MemoryHistory(), audit=MemoryAuditSink()
-    )
-    app = create_app(settings, services)
-    app.add_middleware(FixedUserMiddleware, user=ALICE)
-    with live_server(app, port=port) as url:
-        yield url, services
+def chat(chat_server):
+    return chat_server()
 
 
-def test_client_streams_partial_replies_and_continues_the_conversation(served):
-    url, services = served
-    client = Client(url, verbose=False)
+def client_for(chat, user: str) -> Client:
+    session = chat.login(user)
+    return Client(chat.url, headers=chat.session_headers(session), verbose=False)
+
+
+def test_client_streams_partial_replies_and_continues_the_conversation(chat):
+    client = client_for(chat, "alice")
     job = client.submit("hello there friend", None, api_name="/chat")
     partials = [update["reply"] for update in job]
     final = job.outputs()[-1]
     assert final["status"] == "complete"
     assert final["reply"] == "You said: hello there friend"
-    # More than one partial rendering arrived before the end.
-    assert len({p for p in partials if p}) > 1
+    assert len({p for p in partials if p}) > 1  # several partial renderings arrived
 
     follow = client.predict("again", final["conversation_id"], api_name="/chat")
     assert follow["conversation_id"] == final["conversation_id"]
-    conversation = services.history.get_conversation(ALICE.key, final["conversation_id"])
-    assert [m.role for m in conversation.messages] == ["user", "assistant", "user", "assistant"]
+    listed = client.predict("", api_name="/list_conversations")
+    assert [c["id"] for c in listed] == [final["conversation_id"]]
+    stored = client.predict(final["conversation_id"], api_name="/get_conversation")
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant", "user", "assistant"]
     # The engine saw the earlier turns, rebuilt from the server-side history.
-    assert [m.content for m in services.engine.requests[-1].messages][:2] == [
+    assert [m.content for m in chat.services.engine.requests[-1].messages][:2] == [
         "hello there friend",
         "You said: hello there friend",
     ]
-    assert len(services.audit.of_type(CHAT_REQUEST)) == 2
+    records = chat.services.audit_log.query(type=CHAT_REQUEST).records
+    assert len(records) == 2 and all(r.actor == chat.key("alice") for r in records)
 
 
-def test_too_long_message_is_refused_with_a_clear_notice(served):
-    url, services = served
-    client = Client(url, verbose=False)
+def test_too_long_message_is_refused_with_a_clear_notice(chat):
+    client = client_for(chat, "alice")
     result = client.predict("x" * 9000, None, api_name="/chat")
     assert result["status"] == "refused"
     assert "too long" in result["notice"]
-    assert services.engine.requests == []
-    assert os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] == "1"
+    assert chat.services.engine.requests == []
+
+
+def test_one_user_cannot_read_or_continue_another_users_conversation(chat):
+    alice, bob = client_for(chat, "alice"), client_for(chat, "bob")
+    mine = alice.predict("a secret plan", None, api_name="/chat")["conversation_id"]
+    with pytest.raises(Exception, match="not found"):
+        bob.predict(mine, api_name="/get_conversation")
+    with pytest.raises(Exception, match="not found"):
+        bob.predict(mine, api_name="/delete_conversation")
+    hijack = bob.predict("tell me more", mine, api_name="/chat")
+    assert hijack["status"] == "refused" and "not found" in hijack["notice"].lower()
+    assert bob.predict("", api_name="/list_conversations") == []
+    # Alice's conversation is untouched, and the attempts were audited.
+    assert len(alice.predict(mine, api_name="/get_conversation")["messages"]) == 2
+    attempts = chat.services.audit_log.query(type="object.not_found").records
+    assert {r.actor for r in attempts} == {chat.key("bob")} and len(attempts) >= 3
+
+
+def test_without_a_session_the_client_cannot_even_connect(chat):
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error types
+        Client(chat.url, verbose=False)

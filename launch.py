@@ -1,0 +1,89 @@
+"""Command line: load settings once, build the services and the app, run uvicorn; admin sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_SETTINGS = Path(__file__).resolve().parent / "settings.toml"
+
+log = logging.getLogger("chat.launch")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="launch.py", description="Company Chat server")
+    parser.add_argument(
+        "--settings", type=Path, default=DEFAULT_SETTINGS, help="TOML settings file"
+    )
+    parser.add_argument("--host", help="bind address (overrides [server] host)")
+    parser.add_argument("--port", type=int, help="port (overrides [server] port)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use a tiny random model built offline (replies are meaningless)",
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the server (the default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit.add_argument("action", choices=["verify"], help="verify: check the hash chain")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Imports are here, not at module level: `--help` stays instant and nothing loads by accident.
+    from config import SettingsError, load_settings
+    from webui.json_logging import configure_logging
+
+    configure_logging()
+    overrides: dict[str, object] = {}
+    server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if server:
+        overrides["server"] = server
+    if args.demo:
+        overrides["model"] = {"source": "tiny-random"}
+    try:
+        settings = load_settings(args.settings, **overrides)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    from webui import wiring
+
+    if args.command == "migrate":
+        return wiring.migrate_command(settings)
+    if args.command == "audit":
+        return wiring.audit_verify_command(settings)
+    return serve(settings)
+
+
+def serve(settings) -> int:
+    import uvicorn
+
+    from webui import wiring
+    from webui.app import create_app
+
+    try:
+        services = wiring.build_services(settings)
+    except wiring.StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, services)
+    log.info("listening", extra={"host": settings.server.host, "port": settings.server.port})
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        proxy_headers=False,  # the client address is decided in one place: auth.client_ip
+        server_header=False,
+        log_config=None,  # keep our JSON logging
+        timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The whole app (real auth gate, embedded OIDC provider, SQLite store) on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from auth.rate_limits import RateLimiter
+from auth.user_concurrency import UserConcurrency
+from config import Settings
+from model.engine import Engine
+from model.fake_engine import FakeEngine
+from store.audit_log import AuditLog
+from store.chat_history import ChatHistory
+from store.database import create_database, migrate
+from store.prompt_policy import PromptPolicy
+from store.sql_session_store import SqlSessionStore
+from tests.live_server import free_port, live_server
+from webui.app import Services, create_app
+
+SESSION_KEY = "k" * 40
+
+
+@dataclass
+class RunningChat:
+    url: str
+    settings: Settings
+    services: Services
+
+    def login(self, user: str) -> httpx.Client:
+        """A client holding a real session for `user`, obtained through the embedded IdP."""
+        client = httpx.Client(base_url=self.url, timeout=30)
+        page = client.get("/login", follow_redirects=True)
+        assert "Authorize" in page.text, page.text[:300]
+        landed = client.post(page.url, data={"sub": user}, follow_redirects=True)
+        assert landed.status_code == 200, landed.text[:300]
+        return client
+
+    def session_headers(self, client: httpx.Client) -> dict[str, str]:
+        """The Cookie header a script would send (gradio_client takes headers, not a cookie jar)."""
+        jar = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+        return {"Cookie": jar}
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.settings.oidc.embedded_port}"
+
+    def key(self, user: str) -> str:
+        return f"{self.issuer}|{user}"
+
+
+@pytest.fixture
+def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
+    """Factory: start the app with a given engine and settings overrides; stopped at teardown."""
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    with contextlib.ExitStack() as stack:
+
+        def start(engine: Engine | None = None, **sections: Any) -> RunningChat:
+            port, idp_port = free_port(), free_port()
+            settings = Settings(
+                server={"port": port, "public_url": f"http://127.0.0.1:{port}"},
+                oidc={
+                    "issuer": "embedded",
+                    "embedded_port": idp_port,
+                    "allowed_groups": ["staff"],
+                    **sections.pop("oidc", {}),
+                },
+                session={"secret_keys": [SESSION_KEY]},
+                database={"url": f"sqlite:///{tmp_path}/chat-{port}.db"},
+                **sections,
+            )
+            database = create_database(settings.database.url)
+            migrate(database)
+            audit = AuditLog(database)
+            concurrency = UserConcurrency.from_settings(settings.limits)
+            services = Services(
+                engine=engine or FakeEngine(delay=0.02),
+                history=ChatHistory(database, audit),
+                audit=audit,
+                sessions=SqlSessionStore(database),
+                audit_log=audit,
+                limiter=RateLimiter(settings.limits, audit),
+                concurrency=concurrency,
+                policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
+                on_close=(concurrency.close, database.dispose),
+            )
+            url = stack.enter_context(live_server(create_app(settings, services), port=port))
+            return RunningChat(url, settings, services)
+
+        yield start

@@ -1,0 +1,93 @@
+"""Build the real services from settings (model, database, limits); launch.py's one place for wiring."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from config import Settings
+from webui.app import Services
+
+log = logging.getLogger("chat.wiring")
+
+
+class StartupError(Exception):
+    """An expected start-up failure: one line for the operator, no stack trace."""
+
+
+def build_services(settings: Settings) -> Services:
+    """Everything the app needs; slow steps (model download and load) happen here, before serving."""
+    from auth.ip_allowlist import AccessRules
+    from auth.rate_limits import RateLimiter
+    from auth.startup_checks import validate_auth_settings
+    from auth.user_concurrency import UserConcurrency
+    from model.loader import ModelUnavailable, load_model, resolve_model_dir
+    from model.threaded_engine import ThreadedEngine
+    from store.audit_log import AuditLog
+    from store.chat_history import ChatHistory
+    from store.masking import Masker
+    from store.prompt_policy import PromptPolicy
+    from store.sql_session_store import SqlSessionStore
+
+    try:
+        validate_auth_settings(settings)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    database = _database(settings)
+    audit = AuditLog(database, Masker(settings.policy.mask_patterns))
+    try:
+        model_dir = resolve_model_dir(settings.model)
+        engine = ThreadedEngine(load_model(model_dir, settings.model), settings.generation)
+    except ModelUnavailable as exc:
+        raise StartupError(str(exc)) from None
+    limiter = RateLimiter(settings.limits, audit)
+    concurrency = UserConcurrency.from_settings(settings.limits)
+    return Services(
+        engine=engine,
+        history=ChatHistory(database, audit),
+        audit=audit,
+        sessions=SqlSessionStore(database),
+        audit_log=audit,
+        limiter=limiter,
+        concurrency=concurrency,
+        policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
+        access=AccessRules.from_settings(settings.access),
+        on_close=(concurrency.close, database.dispose),
+    )
+
+
+def _database(settings: Settings, force_migrate: bool = False):
+    from store.database import create_database, migrate
+
+    database = create_database(settings.database.url)
+    try:
+        if settings.database.migrate_on_start or force_migrate:
+            migrate(database)
+        elif not database.has_schema():
+            raise StartupError("the database has no tables: run `python launch.py migrate` first")
+    except StartupError:
+        raise
+    except Exception as exc:  # connection refused, bad credentials, ...
+        log.debug("database start-up failed", exc_info=True)
+        raise StartupError(
+            f"cannot use the database ({type(exc).__name__}); check [database] url "
+            "(or CHAT_DATABASE__URL) and that the server is reachable"
+        ) from None
+    return database
+
+
+def migrate_command(settings: Settings) -> int:
+    try:
+        database = _database(settings, force_migrate=True)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    database.dispose()
+    print("database schema is up to date")
+    return 0
+
+
+def audit_verify_command(settings: Settings) -> int:
+    from store.audit_cli import verify_audit
+
+    return verify_audit(settings.database.url)
