@@ -13,6 +13,11 @@ class NotAuthenticated(Exception):
     """No server-side identity on this request; the route gate should have refused it already."""
 
 
+def request_state_of(request: Any) -> Any:
+    """The scope state the middlewares filled in (user, client_ip, request_id, csrf_token)."""
+    return _state_of(request)
+
+
 def _state_of(request: Any) -> Any:
     if isinstance(request, HTTPConnection):  # a Starlette / FastAPI request
         return request.scope.get("state", {})

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import gradio as gr
 
@@ -17,31 +16,23 @@ from webui.admin_service import (
     parse_date,
 )
 from webui.i18n import label
-from webui.request_context import request_user
+from webui.request_context import request_state, request_user
 
 COLUMNS = ["id", "time (UTC)", "type", "user", "ip", "target", "outcome", "details"]
 SESSION_COLUMNS = ["handle", "user", "created", "last seen", "ip"]
 
 
 def admin_context(request: gr.Request) -> AdminContext:
-    raw = request.request
-    state = raw.scope.get("state", {})
+    state = request_state(request)
     return AdminContext(
         user=request_user(request), ip=state.get("client_ip"), request_id=state.get("request_id")
     )
 
 
-def build_admin_tab(admin: AdminService, page: gr.Blocks, export_base: str) -> None:
-    """Call inside a gr.Tabs(): adds the audit tab for admins when the page loads."""
-
-    @gr.render(triggers=[page.load])
-    def admin_area(request: gr.Request) -> None:
-        ctx = admin_context(request)
-        if not ctx.user.is_admin:
-            return  # nothing rendered: no components, no handlers
-        with gr.Tab(label("audit_tab"), id="audit", elem_id="audit-tab"):
-            _audit_section(admin, export_base)
-            _sessions_section(admin)
+def build_admin_tab(admin: AdminService, export_base: str) -> None:
+    """The audit tab's contents; the page builds it only for admins (and every handler re-checks)."""
+    _audit_section(admin, export_base)
+    _sessions_section(admin)
 
 
 def _audit_section(admin: AdminService, export_base: str) -> None:
@@ -60,7 +51,7 @@ def _audit_section(admin: AdminService, export_base: str) -> None:
         page_no = gr.Number(value=0, precision=0, label=label("page"), elem_id="audit-page")
     summary = gr.Markdown(elem_id="audit-summary")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
-    export = gr.HTML(elem_id="audit-export")
+    export = gr.Markdown(elem_id="audit-export")
     inputs = [since, until, actor, kind, free, page_no]
 
     def show(
@@ -83,18 +74,26 @@ def _audit_section(admin: AdminService, export_base: str) -> None:
         link = _export_link(export_base, since, until, actor, kind, free)
         return rows, f"{result.total} records · page {query.page + 1} of {pages}", link, query.page
 
-    def step(delta: int):
-        def move(*values: Any) -> Any:
-            *filters, page, request = values
-            return show(*filters, max(0, int(page or 0) + delta), request)
+    def first(
+        since: str, until: str, actor: str, kind: str, free: str, page: float, request: gr.Request
+    ) -> tuple[Any, str, str, int]:
+        return show(since, until, actor, kind, free, 0, request)
 
-        return move
+    def previous(
+        since: str, until: str, actor: str, kind: str, free: str, page: float, request: gr.Request
+    ) -> tuple[Any, str, str, int]:
+        return show(since, until, actor, kind, free, max(0, int(page or 0) - 1), request)
+
+    def following(
+        since: str, until: str, actor: str, kind: str, free: str, page: float, request: gr.Request
+    ) -> tuple[Any, str, str, int]:
+        return show(since, until, actor, kind, free, int(page or 0) + 1, request)
 
     private = {"api_visibility": "private"}
     outputs = [table, summary, export, page_no]
-    search.click(lambda *v: show(*v[:5], 0, v[-1]), inputs, outputs, **private)
-    prev.click(step(-1), inputs, outputs, **private)
-    nxt.click(step(+1), inputs, outputs, **private)
+    search.click(first, inputs, outputs, **private)
+    prev.click(previous, inputs, outputs, **private)
+    nxt.click(following, inputs, outputs, **private)
 
 
 def _sessions_section(admin: AdminService) -> None:
@@ -151,6 +150,5 @@ def _query(since: str, until: str, actor: str, kind: str, free: str, page: int) 
 
 def _export_link(base: str, since: str, until: str, actor: str, kind: str, free: str) -> str:
     params = {"since": since, "until": until, "actor": actor, "type": kind, "text": free}
-    query = urlencode({k: v for k, v in params.items() if v})
-    href = html.escape(f"{base}/admin/audit.csv?{query}")
-    return f'<a href="{href}" download>CSV</a>'
+    query = urlencode({k: v for k, v in params.items() if v}, quote_via=quote)
+    return f"⤓ [CSV]({base}/admin/audit.csv?{query})"

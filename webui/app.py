@@ -30,6 +30,7 @@ from webui.export_routes import export_router
 from webui.health import health_router
 from webui.i18n import build_i18n
 from webui.request_id import RequestIdMiddleware
+from webui.signout_page import signout_router
 
 log = logging.getLogger("chat.app")
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
             lambda ip: access.require_admin_ip(ip, services.audit),
         )
     app.include_router(export_router(services.history, admin))
+    app.include_router(signout_router(settings.server.public_url + settings.server.root_path))
     _mount_page(app, settings, services, admin)
     _install_middleware(app, settings, services, access)
     return app

@@ -12,11 +12,13 @@ from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
 from webui.chat_service import ChatService, History
 from webui.history_sidebar import build_sidebar, export_links, wire_sidebar
-from webui.i18n import label, text
-from webui.request_context import turn_context
+from webui.i18n import label, pick_locale, text
+from webui.request_context import request_user, turn_context
 from webui.script_api import register_script_api
 
 Messages = list[dict[str, str]]
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Noto Sans CJK SC", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
 
 @dataclass(frozen=True)
@@ -33,28 +35,51 @@ def build_chat_page(
     options: PageOptions,
     admin: AdminService | None = None,
 ) -> gr.Blocks:
-    """Build the Blocks; nothing runs until the app mounts it."""
-    with gr.Blocks(title=options.title, analytics_enabled=False) as page:
+    """Build the Blocks; nothing runs until the app mounts it.
+
+    The tabs are built per page load for the user on the server session: a non-admin's page has no
+    admin components or handlers at all (gr.Tab can only join a gr.Tabs built in the same render).
+    """
+    theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)  # no web-font requests
+    with gr.Blocks(title=options.title, analytics_enabled=False, theme=theme) as page:
         if options.demo_model:
             gr.Markdown(label("demo_banner"), elem_id="demo-banner")
         if options.dev_login:
             gr.Markdown(label("dev_login_banner"), elem_id="dev-login-banner")
-        with gr.Tabs():
-            with gr.Tab(label("chat_tab"), id="chat", elem_id="chat-tab"):
-                chat_tab(page, service, history, options)
-            if admin is not None:
-                build_admin_tab(admin, page, options.export_base)
+        conversation = gr.State(None)  # server-side per tab; only an id, re-checked on every read
+
+        @gr.render(triggers=[page.load])
+        def tabs(request: gr.Request) -> None:
+            user = request_user(request)
+            locale = pick_locale(request.headers.get("accept-language"))
+            gr.Markdown(
+                f"{text('signed_in_as', locale)} **{_escape_md(user.display)}** · "
+                f"[{text('logout', locale)}]({options.export_base}/signout)",
+                elem_id="user-bar",
+            )
+            with gr.Tabs():
+                with gr.Tab(label("chat_tab"), id="chat", elem_id="chat-tab"):
+                    chat_tab(service, history, options, conversation, user.key)
+                if admin is not None and user.is_admin:
+                    with gr.Tab(label("audit_tab"), id="audit", elem_id="audit-tab"):
+                        build_admin_tab(admin, options.export_base)
+
         register_script_api(service, history)
     return page
 
 
-def chat_tab(page: gr.Blocks, service: ChatService, history: History, options: PageOptions) -> None:
+def chat_tab(
+    service: ChatService,
+    history: History,
+    options: PageOptions,
+    conversation: gr.State,
+    owner_key: str,
+) -> None:
     """The chat itself: sidebar of conversations, chat window, input and buttons."""
-    conversation = gr.State(None)  # server-side per tab; only an id, re-checked on every read
     with gr.Row():
         with gr.Column(scale=1, min_width=220):
             new = gr.Button(label("new_chat"), elem_id="new-chat")
-            sidebar = build_sidebar()
+            sidebar = build_sidebar(history.list_conversations(owner_key, limit=100))
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(
                 label=label("chatbot"),
@@ -104,12 +129,11 @@ def chat_tab(page: gr.Blocks, service: ChatService, history: History, options: P
     listing = [sidebar.search, conversation]
     private = {"api_visibility": "private"}
     events = []
-    for trigger, name in ((box.submit, "ui_submit"), (send.click, "ui_send")):
+    for trigger in (box.submit, send.click):
         event = trigger(
             respond,
             inputs=[box, conversation],
             outputs=[chatbot, box, conversation, sidebar.exports],
-            api_name=name,
             concurrency_limit=None,  # the engine's admission gate bounds the work
             **private,
         )
@@ -124,7 +148,6 @@ def chat_tab(page: gr.Blocks, service: ChatService, history: History, options: P
         outputs=[chatbot, box, conversation, sidebar.title, sidebar.exports],
         **private,
     ).then(refresh, listing, sidebar.conversations, **private)
-    page.load(refresh, listing, sidebar.conversations, **private)
 
 
 def _display(history: History, owner_key: str, conversation_id: str | None) -> Messages:
@@ -132,3 +155,8 @@ def _display(history: History, owner_key: str, conversation_id: str | None) -> M
         return []
     conversation = history.get_conversation(owner_key, conversation_id)
     return [{"role": m.role, "content": m.content} for m in conversation.messages]
+
+
+def _escape_md(value: str) -> str:
+    """A display name from the IdP, shown literally (no links, emphasis or HTML)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~" else c for c in value)

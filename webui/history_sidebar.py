@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,15 +25,19 @@ class Sidebar:
     title: gr.Textbox
     rename: gr.Button
     delete: gr.Button
-    exports: gr.HTML
+    exports: gr.Markdown
 
 
-def build_sidebar() -> Sidebar:
+def build_sidebar(initial: list[Any]) -> Sidebar:
+    """The sidebar for one page load, listing `initial` (the user's newest conversations)."""
     search = gr.Textbox(
         placeholder=label("search_placeholder"), show_label=False, elem_id="history-search"
     )
     conversations = gr.Radio(
-        choices=[], label=label("history"), elem_id="history-list", interactive=True
+        choices=[(c.title, c.id) for c in initial],
+        label=label("history"),
+        elem_id="history-list",
+        interactive=True,
     )
     with gr.Row():
         title = gr.Textbox(
@@ -43,7 +46,7 @@ def build_sidebar() -> Sidebar:
     with gr.Row():
         rename = gr.Button(label("rename"), size="sm", elem_id="history-rename")
         delete = gr.Button(label("delete"), size="sm", variant="stop", elem_id="history-delete")
-    exports = gr.HTML(elem_id="history-export")
+    exports = gr.Markdown(elem_id="history-export")
     return Sidebar(conversations, search, title, rename, delete, exports)
 
 
@@ -113,8 +116,6 @@ def wire_sidebar(
 
 
 def export_links(base: str, conversation_id: str) -> str:
-    cid = html.escape(conversation_id)
-    return (
-        f'<a href="{base}/export/{cid}.md" download>Markdown</a> · '
-        f'<a href="{base}/export/{cid}.json" download>JSON</a>'
-    )
+    """Markdown links to our own export routes (ids are hex, so nothing needs escaping)."""
+    cid = "".join(c for c in conversation_id if c.isalnum())
+    return f"⤓ [Markdown]({base}/export/{cid}.md) · [JSON]({base}/export/{cid}.json)"

@@ -47,4 +47,5 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     # Access logs would carry query strings (e.g. ?next=... or session hashes): keep them off.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for chatty in ("httpx", "alembic", "werkzeug"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

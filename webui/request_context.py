@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
-from auth.identity import User
+from auth.request_user import current_user, request_state_of
 from webui.chat_service import TurnContext
 from webui.i18n import pick_locale
 
-
-class NotAuthenticated(Exception):
-    """No server-side identity on the request; the route gate should have refused it already."""
+request_user = current_user  # the user the auth gate attached; never anything the client sent
 
 
-def request_user(request: gr.Request) -> User:
-    """The user the auth gate attached to the request scope; never anything the client sent."""
-    raw = getattr(request, "request", None)
-    state = raw.scope.get("state", {}) if raw is not None else {}
-    user = state.get("user")
-    if not isinstance(user, User):
-        raise NotAuthenticated()
-    return user
+def request_state(request: Any) -> dict[str, Any]:
+    state = request_state_of(request)
+    return state if isinstance(state, dict) else dict(vars(state).get("_state", {}))
 
 
 def turn_context(request: gr.Request) -> TurnContext:
-    raw = request.request
-    state = raw.scope.get("state", {})
-    client = raw.scope.get("client")
+    state = request_state(request)
+    headers = getattr(request, "headers", None) or {}
     return TurnContext(
-        user=request_user(request),
-        ip=state.get("client_ip") or (client[0] if client else None),
+        user=current_user(request),
+        ip=state.get("client_ip"),
         request_id=state.get("request_id"),
-        locale=pick_locale(raw.headers.get("accept-language")),
+        locale=pick_locale(headers.get("accept-language")),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
 
 class ServerSettings(BaseModel):
@@ -11,7 +11,7 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
     # The URL users type; decides cookie security and OIDC redirect URIs. Never derived from headers.
-    public_url: str = "http://127.0.0.1:7860"
+    public_url: str = ""  # "" = http://<host>:<port>, fine for local use; set it behind a proxy
     # Sub-path when served behind a proxy under a prefix ("" or "/chat"); never taken from X-Forwarded-*.
     root_path: str = ""
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
@@ -20,9 +20,16 @@ class ServerSettings(BaseModel):
     @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> ServerSettings:
+        if not self.public_url:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            object.__setattr__(self, "public_url", f"http://{host}:{self.port}")
+        return self
 
     @field_validator("root_path")
     @classmethod
