@@ -27,15 +27,29 @@ class AdmissionGate:
 
     def acquire(self, cancelled: threading.Event | None = None) -> None:
         """Take a slot, waiting in a bounded queue; raise EngineBusy when the queue is full."""
+        if not self.reserve():
+            self.wait_reserved(cancelled)
+
+    def reserve(self) -> bool:
+        """Non-blocking first half of acquire: True if a slot was taken, False if a queue place was.
+
+        Raises EngineBusy when the queue is full, so a refusal is immediate; a caller holding a queue
+        place must then call wait_reserved() (or unreserve()).
+        """
         with self._cond:
             if self._closed:
                 raise EngineClosed()
             if self._running < self._max_concurrent and self._waiting == 0:
                 self._running += 1
-                return
+                return True
             if self._waiting >= self._max_queue:
                 raise EngineBusy()
             self._waiting += 1
+            return False
+
+    def wait_reserved(self, cancelled: threading.Event | None = None) -> None:
+        """Second half of acquire: wait in the queue place taken by reserve() until a slot frees."""
+        with self._cond:
             try:
                 ok = self._cond.wait_for(
                     lambda: (
@@ -54,6 +68,12 @@ class AdmissionGate:
             if not ok:
                 raise EngineBusy()
             self._running += 1
+
+    def unreserve(self) -> None:
+        """Give back a queue place taken by reserve() without waiting."""
+        with self._cond:
+            self._waiting -= 1
+            self._cond.notify_all()
 
     def release(self) -> None:
         with self._cond:

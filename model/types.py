@@ -42,4 +42,5 @@ class GenerationStats:
     total_time: float = 0.0
     finish_reason: FinishReason = "stop"
     dropped_messages: int = 0  # oldest turns left out to fit max_input_tokens
+    request_id: str = ""  # engine-side id, also in the server log and in error messages
     extra: dict[str, float] = field(default_factory=dict)
