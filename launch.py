@@ -66,6 +66,8 @@ def serve(settings) -> int:
     from webui import wiring
     from webui.app import create_app
 
+    GracefulServer = _graceful_server_class()
+
     try:
         services = wiring.build_services(settings)
     except wiring.StartupError as exc:
@@ -73,7 +75,7 @@ def serve(settings) -> int:
         return 2
     app = create_app(settings, services)
     log.info("listening", extra={"host": settings.server.host, "port": settings.server.port})
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
@@ -82,7 +84,23 @@ def serve(settings) -> int:
         log_config=None,  # keep our JSON logging
         timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
     )
-    return 0
+    server = GracefulServer(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _graceful_server_class():
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown (exit status -15, or a
+        KeyboardInterrupt trace); a finished graceful shutdown is a normal exit for us: status 0."""
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return GracefulServer
 
 
 if __name__ == "__main__":

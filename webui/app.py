@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import gradio as gr
 from fastapi import FastAPI
 
@@ -33,6 +34,7 @@ from webui.request_id import RequestIdMiddleware
 from webui.signout_page import signout_router
 
 log = logging.getLogger("chat.app")
+_SAVE_TIMEOUT = 10.0  # seconds for stopped replies to be written after the engine closes
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,18 @@ class Services:
 def create_app(settings: Settings, services: Services) -> FastAPI:
     """Build the whole ASGI app; no I/O happens until uvicorn starts it."""
 
+    chat = _chat_service(settings, services)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        # uvicorn has already stopped accepting connections and let open streams run for
+        # server.shutdown_grace_seconds; what still runs now is stopped and saved as stopped.
+        chat.start_draining()
         log.info("shutting down: stopping running generations")
         services.engine.close()
+        if not await anyio.to_thread.run_sync(chat.wait_idle, _SAVE_TIMEOUT):
+            log.warning("shutdown: some replies were still running and may not be saved")
         for close in services.on_close:
             close()
 
@@ -76,20 +85,27 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         )
     app.include_router(export_router(services.history, admin))
     app.include_router(signout_router(settings.server.public_url + settings.server.root_path))
-    _mount_page(app, settings, services, admin)
+    _mount_page(app, settings, services, chat, admin)
     _install_middleware(app, settings, services, access)
     return app
 
 
-def _mount_page(
-    app: FastAPI, settings: Settings, services: Services, admin: AdminService | None
-) -> None:
+def _chat_service(settings: Settings, services: Services) -> ChatService:
     guards = TurnGuards(
         policy=services.policy, limiter=services.limiter, concurrency=services.concurrency
     )
-    chat = ChatService(
+    return ChatService(
         services.engine, services.history, services.audit, settings.generation, guards
     )
+
+
+def _mount_page(
+    app: FastAPI,
+    settings: Settings,
+    services: Services,
+    chat: ChatService,
+    admin: AdminService | None,
+) -> None:
     base = settings.server.public_url + settings.server.root_path
     page = build_chat_page(
         chat,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -89,6 +90,9 @@ class ChatService:
         guards: TurnGuards | None = None,
     ) -> None:
         self._guards = guards or TurnGuards()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._draining = False
         self._engine = engine
         self._history = history
         self._audit = audit
@@ -109,11 +113,15 @@ class ChatService:
             )
             return
 
+        if self._draining:
+            yield ReplyUpdate(conversation_id, "", "refused", text("shutting_down", ctx.locale))
+            return
         refusal = self._refusal(ctx, conversation_id, message)
         if refusal is not None:
             yield ReplyUpdate(conversation_id, "", "refused", refusal)
             return
         with contextlib.ExitStack() as held:
+            held.enter_context(self._tracked())
             if self._guards.concurrency is not None:
                 try:
                     held.enter_context(self._guards.concurrency.hold(ctx.user.key))
@@ -123,6 +131,26 @@ class ChatService:
                     )
                     return
             yield from self._turn(ctx, conversation_id, message)
+
+    def start_draining(self) -> None:
+        """Refuse new turns (shutdown); turns already running go on."""
+        self._draining = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no turn is running (each has saved its reply) or `timeout` passes."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def _refusal(self, ctx: TurnContext, conversation_id: str | None, message: str) -> str | None:
         """Policy and rate limits, cheapest first; the message to show, or None to go ahead."""
