@@ -51,6 +51,7 @@ class Services:
     policy: Any = None  # store.prompt_policy.PromptPolicy
     access: AccessRules | None = None
     authenticators: tuple[RequestAuthenticator, ...] = ()
+    on_start: tuple[Callable[[], None], ...] = ()  # e.g. the retention job
     on_close: tuple[Callable[[], None], ...] = ()
 
 
@@ -61,6 +62,8 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for start in services.on_start:
+            start()
         yield
         # uvicorn has already stopped accepting connections and let open streams run for
         # server.shutdown_grace_seconds; what still runs now is stopped and saved as stopped.

@@ -27,6 +27,7 @@ def build_services(settings: Settings) -> Services:
     from store.chat_history import ChatHistory
     from store.masking import Masker
     from store.prompt_policy import PromptPolicy
+    from store.retention_job import RetentionJob
     from store.sql_session_store import SqlSessionStore
 
     try:
@@ -42,17 +43,21 @@ def build_services(settings: Settings) -> Services:
         raise StartupError(str(exc)) from None
     limiter = RateLimiter(settings.limits, audit)
     concurrency = UserConcurrency.from_settings(settings.limits)
+    history = ChatHistory(database, audit)
+    sessions = SqlSessionStore(database)
+    retention = RetentionJob(settings.retention, history, audit, sessions)
     return Services(
         engine=engine,
-        history=ChatHistory(database, audit),
+        history=history,
         audit=audit,
-        sessions=SqlSessionStore(database),
+        sessions=sessions,
         audit_log=audit,
         limiter=limiter,
         concurrency=concurrency,
         policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
         access=AccessRules.from_settings(settings.access),
-        on_close=(concurrency.close, database.dispose),
+        on_start=(retention.start,),
+        on_close=(retention.stop, concurrency.close, database.dispose),
     )
 
 
