@@ -1,0 +1,200 @@
+"""The real engine on the tiny model: exact streaming, limits, admission, errors, readiness."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.engine import EngineBusy, EngineClosed, EngineError
+from model.loader import LoadedModel
+from model.prompt import build_prompt
+from model.settings import GenerationSettings
+from model.types import ChatMessage, GenerationRequest
+from tests.model.conftest import LONG, ScriptedModel, ask, worker_thread
+
+CHINESE = "你好！北京是中国的首都。人工智能正在改变世界。😀"
+
+
+def test_stream_equals_greedy_generate_token_for_token(make_engine, loaded) -> None:
+    engine = make_engine(temperature=0.0, repetition_penalty=1.3, max_new_tokens=60)
+    request = ask("Hello! 你好, how are you?")
+    stream = engine.stream(request)
+    deltas = [d.text for d in stream]
+
+    settings = GenerationSettings()
+    prompt = build_prompt(
+        loaded.tokenizer, settings.system_prompt, request.messages, settings.max_input_tokens
+    )
+    ids = torch.tensor([prompt.input_ids])
+    out = loaded.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=60,
+        repetition_penalty=1.3,
+    )
+    expected = loaded.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    assert "".join(deltas) == expected
+    assert len(deltas) > 10 and len(set(deltas)) > 5  # really streamed, and not one repeated token
+    assert stream.stats.prompt_tokens == len(prompt.input_ids)
+    assert stream.stats.completion_tokens == 60
+    assert stream.stats.finish_reason == "length"
+    assert 0 < stream.stats.time_to_first_token <= stream.stats.total_time
+    assert stream.stats.request_id
+
+
+def test_chinese_streams_without_broken_characters(make_engine, tokenizer) -> None:
+    script = [*tokenizer.encode(CHINESE, add_special_tokens=False), tokenizer.eos_token_id]
+    scripted = LoadedModel(ScriptedModel(script, tokenizer.eos_token_id), tokenizer, Path("."))
+    stream = make_engine(scripted).stream(ask("写一句话"))
+    deltas = [d.text for d in stream]
+    assert "".join(deltas) == CHINESE
+    assert all("\ufffd" not in d for d in deltas)
+    assert len(deltas) > 5
+    assert stream.stats.finish_reason == "stop"
+    assert stream.stats.completion_tokens == len(script)
+
+
+def test_max_new_tokens_is_capped_by_settings(make_engine) -> None:
+    stream = make_engine(max_new_tokens=7).stream(ask("hi", max_new_tokens=10**6))
+    list(stream)
+    assert stream.stats.completion_tokens == 7
+    assert stream.stats.finish_reason == "length"
+
+
+def test_negative_temperature_is_greedy(make_engine) -> None:
+    engine = make_engine(repetition_penalty=1.3, max_new_tokens=30)
+    greedy = "".join(d.text for d in engine.stream(ask("hi", temperature=0.0)))
+    clamped = "".join(d.text for d in engine.stream(ask("hi", temperature=-5.0)))
+    assert clamped == greedy
+
+
+def test_sampling_with_extreme_values_still_answers(make_engine) -> None:
+    stream = make_engine(max_new_tokens=20).stream(ask("hi", temperature=1e9, top_p=-1.0))
+    assert "".join(d.text for d in stream)
+    assert stream.stats.completion_tokens == 20
+
+
+def test_dropped_history_is_reported(make_engine) -> None:
+    history = tuple(
+        ChatMessage(role, f"{role} turn {i} " + "words " * 30)
+        for i in range(6)
+        for role in ("user", "assistant")
+    )
+    request = GenerationRequest(
+        messages=(*history, ChatMessage("user", "newest")), max_new_tokens=3
+    )
+    stream = make_engine(max_input_tokens=200).stream(request)
+    list(stream)
+    assert stream.stats.prompt_tokens <= 200
+    assert stream.stats.dropped_messages > 0
+
+
+def test_prompt_too_long_is_refused_before_admission(make_engine) -> None:
+    engine = make_engine(max_input_tokens=32)
+    with pytest.raises(EngineError) as info:
+        engine.stream(ask("long " * 100))
+    assert "too long" in info.value.user_message
+    assert engine.gate.running == 0
+
+
+def test_full_queue_is_busy_and_queued_requests_run_in_turn(make_engine) -> None:
+    engine = make_engine(max_concurrent=1, max_queue=1)
+    first = engine.stream(ask("first"))
+    queued = engine.stream(ask("second", max_new_tokens=5))
+    with pytest.raises(EngineBusy) as info:
+        engine.stream(ask("third"))
+    assert "busy" in info.value.user_message
+    first.cancel()
+    assert len("".join(d.text for d in queued)) > 0
+    assert queued.stats.completion_tokens == 5
+    assert first.wait(5) and queued.wait(5)
+    assert engine.gate.running == 0 and engine.gate.waiting == 0
+
+
+def test_cancel_while_queued_frees_the_place(make_engine) -> None:
+    engine = make_engine(max_concurrent=1, max_queue=1)
+    running = engine.stream(ask("first"))
+    queued = engine.stream(ask("second"))
+    queued.cancel()
+    assert queued.wait(2.0)  # it leaves the queue at once, not when the running one ends
+    assert list(queued) == []
+    assert queued.stats.finish_reason == "cancelled"
+    assert queued.stats.completion_tokens == 0
+    replacement = engine.stream(ask("third", max_new_tokens=2))  # the place is free again
+    running.cancel()
+    list(replacement)
+    assert replacement.stats.completion_tokens == 2
+
+
+def test_slot_is_released_when_a_stream_is_never_iterated(make_engine) -> None:
+    engine = make_engine(max_concurrent=1, max_queue=0)
+    abandoned = engine.stream(ask("nobody reads this"))
+    thread = worker_thread(abandoned.stats.request_id)
+    del abandoned
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+    follow_up = engine.stream(ask("next", max_new_tokens=2))
+    list(follow_up)
+    assert follow_up.stats.completion_tokens == 2
+
+
+def test_a_worker_failure_is_a_safe_engine_error_and_logged(make_engine, tokenizer, caplog) -> None:
+    script = tokenizer.encode("partial answer then failure", add_special_tokens=False)
+    failing = ScriptedModel(script, tokenizer.eos_token_id, fail_after=3)
+    engine = make_engine(LoadedModel(failing, tokenizer, Path(".")))
+    stream = engine.stream(ask("hi"))
+    received = []
+    with caplog.at_level(logging.ERROR, logger="chat.engine"), pytest.raises(EngineError) as info:
+        received.extend(d.text for d in stream)
+    assert "".join(received) == tokenizer.decode(script[:3])
+    assert "secret" not in info.value.user_message
+    assert stream.stats.request_id in info.value.user_message
+    assert stream.stats.finish_reason == "error"
+    failure = next(r for r in caplog.records if r.message == "generation failed")
+    assert failure.exc_info is not None and "boom" in str(failure.exc_info[1])
+    assert engine.gate.running == 0
+
+
+def test_ready_is_cheap_and_false_after_close(make_engine, loaded, monkeypatch) -> None:
+    engine = make_engine()
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("ready() must not generate")
+
+    monkeypatch.setattr(loaded.model, "generate", no_generation)
+    assert engine.ready()
+    engine.close()
+    assert not engine.ready()
+    with pytest.raises(EngineClosed):
+        engine.stream(ask("hi"))
+
+
+def test_stream_can_be_iterated_once(make_engine) -> None:
+    stream = make_engine(max_new_tokens=2).stream(ask("hi"))
+    list(stream)
+    with pytest.raises(RuntimeError):
+        iter(stream)
+
+
+def test_long_generation_keeps_going_until_cancelled(make_engine) -> None:
+    # Guards the cancellation tests: without a cancel, the tiny model does not stop on its own.
+    stream = make_engine(max_new_tokens=300).stream(ask("hi"))
+    list(stream)
+    assert stream.stats.completion_tokens == 300 < LONG
+
+
+def test_max_concurrent_generations_run_side_by_side(make_engine) -> None:
+    engine = make_engine(max_concurrent=2, max_queue=0)
+    streams = [engine.stream(ask("one")), engine.stream(ask("two"))]
+    assert all(worker_thread(s.stats.request_id).is_alive() for s in streams)
+    with pytest.raises(EngineBusy):
+        engine.stream(ask("three"))
+    for stream in streams:
+        stream.cancel()
+        assert stream.wait(2.0)
