@@ -241,6 +241,9 @@ class ChatService:
             yield ReplyUpdate(conversation_id, reply, "error", _notice(exc, ctx.locale))
         finally:
             stream.cancel()
+            wait = getattr(stream, "wait", None)
+            if wait is not None:
+                wait(1.0)  # the worker ends within a decoding step; then the counts are final
             stats = stream.stats
             if status == "stopped":
                 stats.finish_reason = "cancelled"

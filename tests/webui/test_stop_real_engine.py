@@ -1,0 +1,58 @@
+"""Stop and disconnect through the real Gradio routes stop the CPU work of the real engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from gradio_client import Client
+
+from model.loader import load_model, resolve_model_dir
+from model.settings import GenerationSettings, ModelSettings
+from model.threaded_engine import ThreadedEngine
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("models")
+    return resolve_model_dir(ModelSettings(source="tiny-random", cache_dir=cache))
+
+
+def generating_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("generate-") and t.is_alive()]
+
+
+def test_cancelling_a_streaming_reply_ends_the_generating_thread_and_saves_it_as_stopped(
+    chat_server, tiny_model_dir
+):
+    settings = ModelSettings(source="tiny-random", cache_dir=tiny_model_dir.parent)
+    engine = ThreadedEngine(
+        load_model(tiny_model_dir, settings), GenerationSettings(max_new_tokens=5000)
+    )
+    chat = chat_server(engine=engine)
+    session = chat.login("alice")
+    client = Client(chat.url, headers=chat.session_headers(session), verbose=False)
+    job = client.submit("a long one please", None, api_name="/chat")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        job.outputs() and len(job.outputs()[-1]["reply"]) > 20
+    ):
+        time.sleep(0.05)
+    assert generating_threads(), "generation did not start"
+
+    job.cancel()
+    deadline = time.monotonic() + 10
+    while generating_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert generating_threads() == []  # the CPU work stopped, not just the listening
+
+    conversation_id = job.outputs()[-1]["conversation_id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        messages = chat.services.history.get_conversation(chat.key("alice"), conversation_id)
+        if len(messages.messages) == 2:
+            break
+        time.sleep(0.05)
+    reply = messages.messages[-1]
+    assert reply.role == "assistant" and reply.status == "stopped" and reply.content

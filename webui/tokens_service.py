@@ -1,0 +1,178 @@
+"""Creating, listing and revoking personal API tokens, with the checks and the audit records.
+
+Tokens are managed from a browser session only: a leaked token must not be able to mint its own
+successors. Admin scope needs an admin creating it; admin listing and revoking re-check role and IP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from auth.api_settings import ApiSettings
+from auth.identity import User
+from store.api_tokens import ApiToken, ApiTokenStore, NewToken
+from store.events import ACCESS_DENIED, TOKEN_CREATED, TOKEN_REVOKED, AuditEvent, AuditSink
+
+log = logging.getLogger("chat.tokens")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+MAX_CIDRS = 20
+
+
+class TokenRequestInvalid(ValueError):
+    """Something the user typed is not acceptable; the message says what to change."""
+
+
+class TokensRefused(PermissionError):
+    """The caller may not do this (not an admin, from a token, or not from an admin address)."""
+
+
+@dataclass(frozen=True)
+class TokenContext:
+    user: User
+    ip: str | None = None
+    request_id: str | None = None
+
+
+class TokensService:
+    def __init__(
+        self,
+        store: ApiTokenStore,
+        audit: AuditSink,
+        settings: ApiSettings,
+        require_admin_ip: Callable[[str | None], None] = lambda ip: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._settings = settings
+        self._require_admin_ip = require_admin_ip
+        self._clock = clock
+
+    @property
+    def settings(self) -> ApiSettings:
+        return self._settings
+
+    def create(
+        self,
+        ctx: TokenContext,
+        name: str,
+        days: int,
+        cidrs: str = "",
+        admin_scope: bool = False,
+    ) -> NewToken:
+        """Issue a token for the caller; the secret in the result is shown once and never stored."""
+        self._from_browser(ctx, "tokens.create")
+        name = name.strip()
+        if not _NAME.match(name):
+            raise TokenRequestInvalid(
+                "Name the token with 1-64 letters, digits, spaces, dots, dashes or underscores."
+            )
+        if not 1 <= days <= self._settings.token_max_days:
+            raise TokenRequestInvalid(
+                f"Choose an expiry between 1 and {self._settings.token_max_days} days."
+            )
+        ranges = parse_cidrs(cidrs)
+        if admin_scope and not ctx.user.is_admin:
+            self._deny(ctx, "tokens.create_admin", "not_admin")
+        if admin_scope:
+            self._admin_address(ctx, "tokens.create_admin")
+        mine = [t for t in self._store.list_tokens(ctx.user.key) if t.status(self._clock()) == "active"]
+        if any(t.name == name for t in mine):
+            raise TokenRequestInvalid("You already have an active token with this name.")
+        if len(mine) >= self._settings.max_tokens_per_user:
+            raise TokenRequestInvalid("You have too many active tokens. Revoke one first.")
+        expires = self._clock() + timedelta(days=days)
+        created = self._store.create(ctx.user, name, expires, ranges, admin_scope=admin_scope)
+        self._record(
+            ctx,
+            TOKEN_CREATED,
+            created.token,
+            {"expires_at": expires.isoformat(), "source_cidrs": list(ranges), "admin": admin_scope},
+        )
+        return created
+
+    def list_mine(self, ctx: TokenContext) -> list[ApiToken]:
+        return self._store.list_tokens(ctx.user.key)
+
+    def revoke_mine(self, ctx: TokenContext, token_id: str) -> bool:
+        """Revoke one of the caller's tokens; another user's id behaves like a missing one."""
+        self._from_browser(ctx, "tokens.revoke")
+        revoked = self._store.revoke(token_id.strip(), by=ctx.user.key, owner_key=ctx.user.key)
+        if revoked is not None:
+            self._record(ctx, TOKEN_REVOKED, revoked, {"by_admin": False})
+        return revoked is not None
+
+    def list_all(self, ctx: TokenContext) -> list[ApiToken]:
+        self._admin(ctx, "tokens.list_all")
+        return self._store.list_tokens()
+
+    def revoke_any(self, ctx: TokenContext, token_id: str) -> bool:
+        self._admin(ctx, "tokens.revoke_any")
+        revoked = self._store.revoke(token_id.strip(), by=ctx.user.key)
+        if revoked is not None:
+            self._record(ctx, TOKEN_REVOKED, revoked, {"by_admin": True})
+        return revoked is not None
+
+    def _from_browser(self, ctx: TokenContext, action: str) -> None:
+        if ctx.user.via_token is not None:
+            self._deny(ctx, action, "from_token")
+
+    def _admin(self, ctx: TokenContext, action: str) -> None:
+        if not ctx.user.is_admin:
+            self._deny(ctx, action, "not_admin")
+        self._admin_address(ctx, action)
+
+    def _admin_address(self, ctx: TokenContext, action: str) -> None:
+        try:
+            self._require_admin_ip(ctx.ip)
+        except PermissionError:
+            self._deny(ctx, action, "ip_not_allowed:admin")
+
+    def _deny(self, ctx: TokenContext, action: str, reason: str) -> None:
+        log.warning("token action refused", extra={"action": action, "reason": reason})
+        self._audit.record(
+            AuditEvent(
+                ACCESS_DENIED,
+                actor=ctx.user.key,
+                ip=ctx.ip,
+                request_id=ctx.request_id,
+                target=action,
+                outcome=reason,
+            )
+        )
+        raise TokensRefused(reason)
+
+    def _record(self, ctx: TokenContext, kind: str, token: ApiToken, details: dict) -> None:
+        self._audit.record(
+            AuditEvent(
+                kind,
+                actor=ctx.user.key,
+                ip=ctx.ip,
+                request_id=ctx.request_id,
+                target=token.id,
+                outcome="ok",
+                details={"name": token.name, "owner": token.owner.key, **details},
+            )
+        )
+
+
+def parse_cidrs(text: str) -> tuple[str, ...]:
+    """Comma- or space-separated addresses/ranges, normalised ("10.1.2.3" -> "10.1.2.3/32")."""
+    parts = [p for p in re.split(r"[\s,]+", text.strip()) if p]
+    if len(parts) > MAX_CIDRS:
+        raise TokenRequestInvalid(f"At most {MAX_CIDRS} address ranges per token.")
+    ranges = []
+    for part in parts:
+        try:
+            ranges.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise TokenRequestInvalid(
+                f"{part[:50]!r} is not an address range; write e.g. 10.20.0.0/16 or 192.0.2.7."
+            ) from None
+    return tuple(dict.fromkeys(ranges))
