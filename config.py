@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsError as PydanticSettingsError,
 )
 
+from auth.api_settings import ApiSettings
 from auth.network_settings import AccessSettings, LimitSettings
 from auth.settings import OidcSettings, SessionSettings
 from model.settings import GenerationSettings, ModelSettings
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     retention: RetentionSettings = RetentionSettings()
     policy: PolicySettings = PolicySettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(

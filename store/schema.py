@@ -130,3 +130,28 @@ class SessionRow(Base):
     id_token: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_sessions_idp_session", "issuer", "idp_session_id"),)
+
+
+class ApiTokenRow(Base):
+    """Personal API tokens. Only SHA-256 of the secret is kept; `id` is the public handle for revoking."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner_key: Mapped[str] = mapped_column(String(1024), index=True)
+    # The owner as they were at creation: a script has no IdP login to refresh these.
+    issuer: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(String(512))
+    email: Mapped[str | None] = mapped_column(String(320))
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    groups: Mapped[str] = mapped_column(Text)  # JSON list
+    admin_scope: Mapped[bool] = mapped_column(Boolean)
+    source_cidrs: Mapped[str] = mapped_column(Text)  # JSON list; [] = any address api_allow permits
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_ip: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_by: Mapped[str | None] = mapped_column(String(1024))

@@ -22,7 +22,13 @@ def live_server(app, host: str = "127.0.0.1", port: int | None = None) -> Iterat
     """Yield the base URL while uvicorn serves `app`; shut it down (lifespan included) afterwards."""
     port = port or free_port(host)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", proxy_headers=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        lifespan="on",
+        timeout_graceful_shutdown=1,  # clients' open heartbeat streams would hold shutdown
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -12,6 +12,7 @@ import anyio
 import gradio as gr
 from fastapi import FastAPI
 
+from auth.bearer_tokens import CredentialRefusalMiddleware
 from auth.body_limit import BodyLimitMiddleware
 from auth.client_ip import ClientAddressMiddleware
 from auth.install import install_auth
@@ -32,6 +33,7 @@ from webui.health import health_router
 from webui.i18n import build_i18n
 from webui.request_id import RequestIdMiddleware
 from webui.signout_page import signout_router
+from webui.tokens_service import TokensService
 
 log = logging.getLogger("chat.app")
 _SAVE_TIMEOUT = 10.0  # seconds for stopped replies to be written after the engine closes
@@ -51,6 +53,7 @@ class Services:
     policy: Any = None  # store.prompt_policy.PromptPolicy
     access: AccessRules | None = None
     authenticators: tuple[RequestAuthenticator, ...] = ()
+    api_tokens: Any = None  # store.api_tokens.ApiTokenStore, for the API tokens tab
     on_start: tuple[Callable[[], None], ...] = ()  # e.g. the retention job
     on_close: tuple[Callable[[], None], ...] = ()
 
@@ -86,9 +89,17 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
             services.sessions,
             lambda ip: access.require_admin_ip(ip, services.audit),
         )
+    tokens = None
+    if services.api_tokens is not None:
+        tokens = TokensService(
+            services.api_tokens,
+            services.audit,
+            settings.api,
+            lambda ip: access.require_admin_ip(ip, services.audit),
+        )
     app.include_router(export_router(services.history, admin))
     app.include_router(signout_router(settings.server.public_url + settings.server.root_path))
-    _mount_page(app, settings, services, chat, admin)
+    _mount_page(app, settings, services, chat, admin, tokens)
     _install_middleware(app, settings, services, access)
     return app
 
@@ -108,6 +119,7 @@ def _mount_page(
     services: Services,
     chat: ChatService,
     admin: AdminService | None,
+    tokens: TokensService | None,
 ) -> None:
     base = settings.server.public_url + settings.server.root_path
     page = build_chat_page(
@@ -120,6 +132,7 @@ def _mount_page(
             dev_login=settings.oidc.embedded,
         ),
         admin,
+        tokens,
     )
     # api_open=False: /gradio_api/run/* would otherwise bypass the queue and its limits.
     page.queue(api_open=False, max_size=64, default_concurrency_limit=1)
@@ -158,6 +171,7 @@ def _install_middleware(
         authenticators=services.authenticators,
     )
     app.state.auth = auth
+    app.add_middleware(CredentialRefusalMiddleware)  # bad bearer tokens: a clear 401/403, not 500
     app.add_middleware(
         OriginCheckMiddleware,
         allowed=allowed_origins(settings.server.public_url, settings.access.allow_origins),

@@ -15,6 +15,8 @@ from webui.history_sidebar import build_sidebar, export_links, wire_sidebar
 from webui.i18n import label, pick_locale, text
 from webui.request_context import request_user, turn_context
 from webui.script_api import register_script_api
+from webui.tokens_service import TokensService
+from webui.tokens_tab import build_tokens_tab
 
 Messages = list[dict[str, str]]
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Noto Sans CJK SC", "sans-serif"]
@@ -34,6 +36,7 @@ def build_chat_page(
     history: History,
     options: PageOptions,
     admin: AdminService | None = None,
+    tokens: TokensService | None = None,
 ) -> gr.Blocks:
     """Build the Blocks; nothing runs until the app mounts it.
 
@@ -60,6 +63,9 @@ def build_chat_page(
             with gr.Tabs():
                 with gr.Tab(label("chat_tab"), id="chat", elem_id="chat-tab"):
                     chat_tab(service, history, options, conversation, user.key)
+                if tokens is not None and user.via_token is None:
+                    with gr.Tab(label("tokens_tab"), id="tokens", elem_id="tokens-tab"):
+                        build_tokens_tab(tokens, user)
                 if admin is not None and user.is_admin:
                     with gr.Tab(label("audit_tab"), id="audit", elem_id="audit-tab"):
                         build_admin_tab(admin, options.export_base)

@@ -48,6 +48,7 @@ EN = {
     "refresh": "Refresh",
     "revoke": "Revoke",
     "chat_tab": "Chat",
+    "tokens_tab": "API tokens",
     "one_at_a_time": "A reply for you is still being generated. Wait for it or press Stop, then send again.",
 }
 
@@ -94,6 +95,7 @@ ZH = {
     "refresh": "刷新",
     "revoke": "撤销",
     "chat_tab": "对话",
+    "tokens_tab": "API 令牌",
     "one_at_a_time": "您的上一条回复仍在生成中，请等待或点击停止后再发送。",
 }
 

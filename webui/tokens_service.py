@@ -58,6 +58,9 @@ class TokensService:
     def settings(self) -> ApiSettings:
         return self._settings
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def create(
         self,
         ctx: TokenContext,
@@ -82,7 +85,9 @@ class TokensService:
             self._deny(ctx, "tokens.create_admin", "not_admin")
         if admin_scope:
             self._admin_address(ctx, "tokens.create_admin")
-        mine = [t for t in self._store.list_tokens(ctx.user.key) if t.status(self._clock()) == "active"]
+        mine = [
+            t for t in self._store.list_tokens(ctx.user.key) if t.status(self._clock()) == "active"
+        ]
         if any(t.name == name for t in mine):
             raise TokenRequestInvalid("You already have an active token with this name.")
         if len(mine) >= self._settings.max_tokens_per_user:

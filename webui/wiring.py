@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime, timedelta
 
 from config import Settings
 from webui.app import Services
 
 log = logging.getLogger("chat.wiring")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class StartupError(Exception):
@@ -17,12 +22,15 @@ class StartupError(Exception):
 
 def build_services(settings: Settings) -> Services:
     """Everything the app needs; slow steps (model download and load) happen here, before serving."""
+    from auth.bearer_tokens import PersonalTokenAuthenticator
     from auth.ip_allowlist import AccessRules
     from auth.rate_limits import RateLimiter
+    from auth.service_accounts import service_account_authenticator
     from auth.startup_checks import validate_auth_settings
     from auth.user_concurrency import UserConcurrency
     from model.loader import ModelUnavailable, load_model, resolve_model_dir
     from model.threaded_engine import ThreadedEngine
+    from store.api_tokens import ApiTokenStore
     from store.audit_log import AuditLog
     from store.chat_history import ChatHistory
     from store.masking import Masker
@@ -41,6 +49,18 @@ def build_services(settings: Settings) -> Services:
         engine = ThreadedEngine(load_model(model_dir, settings.model), settings.generation)
     except ModelUnavailable as exc:
         raise StartupError(str(exc)) from None
+    tokens = ApiTokenStore(database, _utc_now)
+    try:
+        service = service_account_authenticator(settings.api, settings.oidc, audit, _utc_now)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    personal = PersonalTokenAuthenticator(
+        tokens,
+        audit,
+        _utc_now,
+        touch_interval=timedelta(seconds=settings.api.last_used_interval_seconds),
+        jwts_handled_elsewhere=service is not None,
+    )
     limiter = RateLimiter(settings.limits, audit)
     concurrency = UserConcurrency.from_settings(settings.limits)
     history = ChatHistory(database, audit)
@@ -56,6 +76,8 @@ def build_services(settings: Settings) -> Services:
         concurrency=concurrency,
         policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
         access=AccessRules.from_settings(settings.access),
+        authenticators=(personal, service) if service else (personal,),
+        api_tokens=tokens,
         on_start=(retention.start,),
         on_close=(retention.stop, concurrency.close, database.dispose),
     )

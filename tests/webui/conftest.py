@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from auth.bearer_tokens import PersonalTokenAuthenticator
 from auth.rate_limits import RateLimiter
 from auth.user_concurrency import UserConcurrency
 from config import Settings
 from model.engine import Engine
 from model.fake_engine import FakeEngine
+from store.api_tokens import ApiTokenStore
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import create_database, migrate
@@ -79,6 +82,7 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
             migrate(database)
             audit = AuditLog(database)
             concurrency = UserConcurrency.from_settings(settings.limits)
+            tokens = ApiTokenStore(database, lambda: datetime.now(UTC))
             services = Services(
                 engine=engine or FakeEngine(delay=0.02),
                 history=ChatHistory(database, audit),
@@ -88,6 +92,10 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
                 limiter=RateLimiter(settings.limits, audit),
                 concurrency=concurrency,
                 policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
+                api_tokens=tokens,
+                authenticators=(
+                    PersonalTokenAuthenticator(tokens, audit, lambda: datetime.now(UTC)),
+                ),
                 on_close=(concurrency.close, database.dispose),
             )
             url = stack.enter_context(live_server(create_app(settings, services), port=port))
