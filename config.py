@@ -20,6 +20,7 @@ from pydantic_settings import (
 from auth.api_settings import ApiSettings
 from auth.network_settings import AccessSettings, LimitSettings
 from auth.settings import OidcSettings, SessionSettings
+from model.openai_settings import OpenAISettings
 from model.settings import GenerationSettings, ModelSettings
 from store.settings import DatabaseSettings, PolicySettings, RetentionSettings
 from webui.settings import ServerSettings, UISettings
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     policy: PolicySettings = PolicySettings()
     api: ApiSettings = ApiSettings()
+    openai: OpenAISettings = OpenAISettings()
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["modelscope", "huggingface", "local", "tiny-random"] = "modelscope"
+    source: Literal["modelscope", "huggingface", "local", "tiny-random", "openai"] = "modelscope"
     id: str = "qwen/Qwen1.5-0.5B-Chat"
     path: Path | None = None  # required when source = "local"
     cache_dir: Path = Path("data/models")

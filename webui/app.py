@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -31,6 +32,8 @@ from webui.chat_service import ChatService, History, TurnGuards
 from webui.export_routes import export_router
 from webui.health import health_router
 from webui.i18n import build_i18n
+from webui.metrics import Metrics, MetricsMiddleware, metrics_router
+from webui.metrics_tap import MetricsAuditTap
 from webui.request_id import RequestIdMiddleware
 from webui.signout_page import signout_router
 from webui.tokens_service import TokensService
@@ -60,6 +63,9 @@ class Services:
 
 def create_app(settings: Settings, services: Services) -> FastAPI:
     """Build the whole ASGI app; no I/O happens until uvicorn starts it."""
+    metrics = Metrics()
+    services = replace(services, audit=MetricsAuditTap(services.audit, metrics))
+    _track(metrics, services)
 
     chat = _chat_service(settings, services)
 
@@ -80,6 +86,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(health_router(services.engine))
+    app.include_router(metrics_router(metrics))  # public to the gate; the metrics IP list guards it
     access = services.access or AccessRules.from_settings(settings.access)
     admin = None
     if services.audit_log is not None:
@@ -100,8 +107,16 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     app.include_router(export_router(services.history, admin))
     app.include_router(signout_router(settings.server.public_url + settings.server.root_path))
     _mount_page(app, settings, services, chat, admin, tokens)
-    _install_middleware(app, settings, services, access)
+    _install_middleware(app, settings, services, access, metrics)
     return app
+
+
+def _track(metrics: Metrics, services: Services) -> None:
+    gate = getattr(services.engine, "gate", None)
+    if gate is not None:
+        metrics.track_queue_depth(lambda: gate.waiting)
+        metrics.track_generations_in_flight(lambda: gate.running)
+    metrics.track_active_sessions(lambda: len(services.sessions.list_active(datetime.now(UTC))))
 
 
 def _chat_service(settings: Settings, services: Services) -> ChatService:
@@ -154,7 +169,7 @@ def _mount_page(
 
 
 def _install_middleware(
-    app: FastAPI, settings: Settings, services: Services, access: AccessRules
+    app: FastAPI, settings: Settings, services: Services, access: AccessRules, metrics: Metrics
 ) -> None:
     """Innermost first: each add_middleware call wraps everything added before it."""
     if services.limiter is not None:
@@ -169,6 +184,7 @@ def _install_middleware(
         sessions=services.sessions,
         audit=services.audit,
         authenticators=services.authenticators,
+        extra_public_paths=("/metrics",),
     )
     app.state.auth = auth
     app.add_middleware(CredentialRefusalMiddleware)  # bad bearer tokens: a clear 401/403, not 500
@@ -184,6 +200,7 @@ def _install_middleware(
     # Logout ends with a redirect to the IdP, which the CSP's form-action must allow.
     idp = "http://127.0.0.1:*" if settings.oidc.embedded else _origin(settings.oidc.issuer)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.server.https, form_action=[idp])
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # refusals by outer layers count too
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.server.trusted_proxies)
     app.add_middleware(RequestIdMiddleware)
 

@@ -28,8 +28,6 @@ def build_services(settings: Settings) -> Services:
     from auth.service_accounts import service_account_authenticator
     from auth.startup_checks import validate_auth_settings
     from auth.user_concurrency import UserConcurrency
-    from model.loader import ModelUnavailable, load_model, resolve_model_dir
-    from model.threaded_engine import ThreadedEngine
     from store.api_tokens import ApiTokenStore
     from store.audit_log import AuditLog
     from store.chat_history import ChatHistory
@@ -44,11 +42,7 @@ def build_services(settings: Settings) -> Services:
         raise StartupError(str(exc)) from None
     database = _database(settings)
     audit = AuditLog(database, Masker(settings.policy.mask_patterns))
-    try:
-        model_dir = resolve_model_dir(settings.model)
-        engine = ThreadedEngine(load_model(model_dir, settings.model), settings.generation)
-    except ModelUnavailable as exc:
-        raise StartupError(str(exc)) from None
+    engine = _engine(settings)
     tokens = ApiTokenStore(database, _utc_now)
     try:
         service = service_account_authenticator(settings.api, settings.oidc, audit, _utc_now)
@@ -81,6 +75,22 @@ def build_services(settings: Settings) -> Services:
         on_start=(retention.start,),
         on_close=(retention.stop, concurrency.close, database.dispose),
     )
+
+
+def _engine(settings: Settings):
+    """A remote OpenAI-compatible server, or the model loaded here (downloaded first if needed)."""
+    if settings.model.source == "openai":
+        from model.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(settings.openai, settings.generation)
+    from model.loader import ModelUnavailable, load_model, resolve_model_dir
+    from model.threaded_engine import ThreadedEngine
+
+    try:
+        model_dir = resolve_model_dir(settings.model)
+        return ThreadedEngine(load_model(model_dir, settings.model), settings.generation)
+    except ModelUnavailable as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _database(settings: Settings, force_migrate: bool = False):

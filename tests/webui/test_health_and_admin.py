@@ -97,3 +97,19 @@ def test_admin_service_refuses_non_admins_and_admins_from_outside_the_admin_netw
         else:
             raise AssertionError("admin handler ran for a refused caller")
     assert [e.outcome for e in recorded] == ["not_admin", "ip_not_allowed:admin"]
+
+
+def test_metrics_are_served_to_the_metrics_network_without_a_session_and_count_logins(chat_server):
+    chat = chat_server()
+    chat.login("alice")
+    text = httpx.get(f"{chat.url}/metrics").text
+    assert 'chat_logins_total{outcome="success"} 1.0' in text
+    assert "chat_active_sessions 1.0" in text
+    assert 'route="<login>"' in text and 'route="/"' in text
+
+
+def test_metrics_are_refused_outside_the_metrics_network(chat_server):
+    chat = chat_server(access={"metrics_allow": ["10.9.9.9/32"]})
+    response = httpx.get(f"{chat.url}/metrics")
+    assert response.status_code == 403
+    assert "chat_" not in response.text
