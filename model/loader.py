@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class LoadedModel:
     tokenizer: Any  # transformers PreTrainedTokenizerBase
     model_dir: Path
     demo: bool = False  # random weights: the page shows a banner
+    settings: ModelSettings | None = None  # threads, prefix cache and batch sizes for the engine
 
 
 def resolve_model_dir(settings: ModelSettings) -> Path:
@@ -56,7 +58,32 @@ def resolve_model_dir(settings: ModelSettings) -> Path:
 
 
 def load_model(model_dir: Path, settings: ModelSettings) -> LoadedModel:
-    """Load model and tokenizer from a directory with one code path for every source, in eval mode."""
+    """Load model and tokenizer from a directory with one code path for every source, in eval mode.
+
+    The torch work runs in a thread that then ends: a thread that has run torch ops keeps an OpenMP
+    team for life, and with more teams than cores libgomp throttles its spin-wait, which measured
+    13 instead of 23 tok/s of int8 decoding when the caller (launch's main thread) kept one.
+    """
+    box: list[LoadedModel | BaseException] = []
+
+    def load() -> None:
+        try:
+            box.append(_load(model_dir, settings))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box.append(exc)
+
+    worker = threading.Thread(target=load, name="model-load")
+    worker.start()
+    worker.join()
+    import torch
+
+    torch.set_num_threads(settings.threads or os.cpu_count() or 1)  # the caller's too: no team made
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,7 +92,14 @@ def load_model(model_dir: Path, settings: ModelSettings) -> LoadedModel:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[settings.dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        if settings.quantization == "int8":
+            from model.int8 import load_int8_model  # straight to int8: no fp32 copy in memory
+
+            model = load_int8_model(model_dir)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=dtype, local_files_only=True
+            )
     except (
         Exception
     ) as exc:  # missing/corrupt files surface as many types (OSError, safetensors, ...)
@@ -77,9 +111,15 @@ def load_model(model_dir: Path, settings: ModelSettings) -> LoadedModel:
         raise ModelUnavailable(f"the tokenizer in {model_dir} has no chat template")
     log.info(
         "model loaded",
-        extra={"model_dir": str(model_dir), "dtype": settings.dtype, "threads": threads},
+        extra={
+            "model_dir": str(model_dir),
+            "dtype": settings.dtype,
+            "quantization": settings.quantization,
+            "threads": threads,
+        },
     )
-    return LoadedModel(model, tokenizer, Path(model_dir), demo=settings.source == "tiny-random")
+    demo = settings.source == "tiny-random"
+    return LoadedModel(model, tokenizer, Path(model_dir), demo=demo, settings=settings)
 
 
 def _local_dir(path: Path | None) -> Path:

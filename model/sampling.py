@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from model.settings import GenerationSettings
 from model.types import GenerationRequest
 
@@ -43,3 +45,30 @@ def _finite(value: float | None, default: float) -> float:
     if value is None or not math.isfinite(value):
         return default
     return float(value)
+
+
+def choose_token(logits: torch.Tensor, ids: list[int], params: SamplingParams, top_k: int) -> int:
+    """Next token from one row's logits, as transformers' generate would choose it.
+
+    Same processors in the same order (repetition penalty over prompt and reply, then temperature,
+    top-k, top-p), so greedy output equals `generate`'s; per row, so each request keeps its own values.
+    """
+    from transformers import (
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    scores = logits.reshape(1, -1).to(torch.float32)
+    if params.repetition_penalty != 1.0:
+        seen = torch.tensor([ids], dtype=torch.long)
+        scores = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(seen, scores)
+    if params.greedy:
+        return int(scores.argmax(dim=-1))
+    scores = TemperatureLogitsWarper(params.temperature)(None, scores)
+    if top_k > 0:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if params.top_p < 1.0:
+        scores = TopPLogitsWarper(params.top_p)(None, scores)
+    return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ModelSettings(BaseModel):
@@ -17,6 +17,24 @@ class ModelSettings(BaseModel):
     cache_dir: Path = Path("data/models")
     dtype: Literal["float32", "bfloat16"] = "float32"
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
+    # int8: dynamic int8 Linear layers (~2.7x faster decoding, ~1/3 the memory, ~1% logit drift).
+    quantization: Literal["none", "int8"] = "none"
+    # Torch threads while prefilling a prompt and while decoding; 0: `threads`.
+    prompt_threads: int = Field(default=0, ge=0, le=256)
+    decode_threads: int = Field(default=0, ge=0, le=256)
+    # KV kept per conversation so a follow-up turn prefills only its new tokens; 0 disables.
+    # fp32 KV of Qwen1.5-0.5B is ~196 KB per token: 512 MB holds ~2,700 tokens of conversation.
+    prefix_cache_mb: int = Field(default=512, ge=0, le=65_536)
+    # Most generations decoded together in one batched step (bounded by generation.max_concurrent).
+    max_batch_size: int = Field(default=8, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _int8_needs_float32(self) -> ModelSettings:
+        if self.quantization == "int8" and self.dtype != "float32":
+            raise ValueError(
+                'quantization = "int8" needs dtype = "float32" (activations stay fp32)'
+            )
+        return self
 
 
 class GenerationSettings(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -62,26 +63,24 @@ def worker_thread(request_id: str) -> threading.Thread | None:
 
 
 class ScriptedModel:
-    """Stands in for a transformers model: 'generates' a fixed id sequence through the same hooks.
+    """Stands in for a transformers model: each forward call 'predicts' the next scripted id.
 
-    It honours streamer and stopping_criteria exactly as generate does, so the engine's threading,
-    streaming and decoding are exercised with text we choose (random weights cannot write Chinese).
+    It is called the way the decode scheduler calls a real model (one prefill, then one call per
+    step, batch of one), so threading, streaming and decoding are exercised with text we choose
+    (random weights cannot write Chinese).
     """
 
     def __init__(self, script: list[int], eos_id: int, fail_after: int | None = None) -> None:
         self.script = script
         self.fail_after = fail_after
+        self.calls = 0
         self.generation_config = GenerationConfig(eos_token_id=[eos_id], pad_token_id=eos_id)
 
-    def generate(self, input_ids, attention_mask, generation_config, streamer, stopping_criteria):
-        streamer.put(input_ids[0])
-        ids = input_ids
-        for i, token in enumerate(self.script[: generation_config.max_new_tokens]):
-            if self.fail_after is not None and i == self.fail_after:
-                raise RuntimeError("boom: internal detail /srv/secret")
-            streamer.put(torch.tensor([token]))
-            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-            if token in generation_config.eos_token_id or stopping_criteria(ids, None).all():
-                break
-        streamer.end()
-        return ids
+    def __call__(self, *, input_ids, cache, **kwargs):
+        step, self.calls = self.calls, self.calls + 1
+        if self.fail_after is not None and step == self.fail_after:
+            raise RuntimeError("boom: internal detail /srv/secret")
+        # Certain under any sampling values: every other id is impossible.
+        logits = torch.full((input_ids.shape[0], 1, max(self.script) + 1), float("-inf"))
+        logits[:, -1, self.script[min(step, len(self.script) - 1)]] = 1.0
+        return SimpleNamespace(logits=logits, cache=cache)

@@ -167,7 +167,7 @@ def test_ready_is_cheap_and_false_after_close(make_engine, loaded, monkeypatch) 
     def no_generation(*args, **kwargs):
         raise AssertionError("ready() must not generate")
 
-    monkeypatch.setattr(loaded.model, "generate", no_generation)
+    monkeypatch.setattr(loaded.model, "forward", no_generation)
     assert engine.ready()
     engine.close()
     assert not engine.ready()

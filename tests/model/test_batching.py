@@ -1,0 +1,127 @@
+"""Concurrent generations decode in one batch: same greedy answers as alone, each one cancellable."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from transformers import DynamicCache
+
+from model.kv_batch import BatchedKV
+from tests.model.conftest import ask
+
+GREEDY = {"temperature": 0.0, "repetition_penalty": 1.2}
+QUESTIONS = (
+    "Hello!",
+    "What is the capital of France? Tell me about Paris and its history, please.",
+    "你好！今天我能帮你做什么？",
+    "def add(a, b):",
+)
+
+
+def read_all(streams) -> list[str]:
+    """Drain every stream at once, as concurrent users' browsers would."""
+    replies = [""] * len(streams)
+
+    def drain(i: int) -> None:
+        replies[i] = "".join(d.text for d in streams[i])
+
+    readers = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(30)
+    return replies
+
+
+def test_concurrent_streams_each_equal_their_solo_answer(make_engine) -> None:
+    solo_engine = make_engine(max_concurrent=1, **GREEDY)
+    lengths = [40, 25, 60, 33]  # rows leave the batch at different steps
+    solo = [
+        "".join(d.text for d in solo_engine.stream(ask(q, max_new_tokens=n)))
+        for q, n in zip(QUESTIONS, lengths, strict=True)
+    ]
+    engine = make_engine(max_concurrent=4, max_queue=0, **GREEDY)
+    streams = [
+        engine.stream(ask(q, max_new_tokens=n)) for q, n in zip(QUESTIONS, lengths, strict=True)
+    ]
+    assert read_all(streams) == solo
+    assert [s.stats.completion_tokens for s in streams] == lengths
+    assert max(s.stats.extra["max_batch"] for s in streams) >= 3  # they really shared steps
+
+
+def test_cancelling_one_stream_mid_batch_leaves_the_others_intact(make_engine) -> None:
+    solo_engine = make_engine(max_concurrent=1, **GREEDY)
+    expected = [
+        "".join(d.text for d in solo_engine.stream(ask(q, max_new_tokens=80)))
+        for q in QUESTIONS[1:]
+    ]
+    engine = make_engine(max_concurrent=4, max_queue=0, **GREEDY)
+    victim = engine.stream(ask(QUESTIONS[0]))  # would run to the 8192-token cap
+    others = [engine.stream(ask(q, max_new_tokens=80)) for q in QUESTIONS[1:]]
+    victim_deltas = iter(victim)
+    next(victim_deltas)
+    victim.cancel()
+    assert victim.wait(2.0)
+    assert victim.stats.finish_reason == "cancelled"
+    assert victim.stats.completion_tokens < 200
+    assert read_all(others) == expected
+    assert all(s.stats.finish_reason == "length" for s in others)
+    assert engine.gate.running == 0 or all(s.wait(2.0) for s in others)
+
+
+def test_a_request_joining_a_running_batch_answers_as_alone(make_engine) -> None:
+    solo_engine = make_engine(max_concurrent=1, **GREEDY)
+    late_solo = "".join(d.text for d in solo_engine.stream(ask(QUESTIONS[3], max_new_tokens=30)))
+    engine = make_engine(max_concurrent=2, max_queue=0, **GREEDY)
+    early = engine.stream(ask(QUESTIONS[1], max_new_tokens=400))
+    early_deltas = iter(early)
+    for _ in range(20):  # the early one is well into decoding: the late one must be padded in
+        next(early_deltas)
+    late = engine.stream(ask(QUESTIONS[3], max_new_tokens=30))
+    assert "".join(d.text for d in late) == late_solo
+    assert late.stats.extra["max_batch"] == 2
+    early.cancel()
+
+
+def test_sampled_and_greedy_requests_share_a_batch(make_engine) -> None:
+    engine = make_engine(max_concurrent=2, max_queue=0, repetition_penalty=1.2)
+    greedy_alone = "".join(
+        d.text for d in engine.stream(ask(QUESTIONS[0], temperature=0.0, max_new_tokens=30))
+    )
+    sampled = engine.stream(ask(QUESTIONS[1], temperature=1.0, max_new_tokens=30))
+    greedy = engine.stream(ask(QUESTIONS[0], temperature=0.0, max_new_tokens=30))
+    replies = read_all([sampled, greedy])
+    assert replies[1] == greedy_alone
+    assert replies[0] and sampled.stats.completion_tokens == 30
+
+
+def prefill(model, ids: list[int]):
+    cache = DynamicCache()
+    out = model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True)
+    return out.logits[0, -1], [(k, v) for k, v, *_ in cache]
+
+
+def test_a_padded_batch_step_gives_each_row_its_solo_logits(loaded) -> None:
+    model = loaded.model
+    prompts = [[5, 60, 70, 80, 90, 100, 120, 7, 9, 11], [200, 201, 202], [42] * 6]
+    nxt = [300, 301, 302]
+    kv = BatchedKV()
+    with torch.inference_mode():
+        solo = [prefill(model, [*ids, t])[0] for ids, t in zip(prompts, nxt, strict=True)]
+        for ids in prompts:
+            kv.add(prefill(model, ids)[1], len(ids))
+        mask, positions = kv.step_inputs()
+        out = model(
+            input_ids=torch.tensor([[t] for t in nxt]),
+            attention_mask=mask,
+            position_ids=positions,
+            cache=kv.cache,
+            use_cache=True,
+        )
+    assert kv.width == 10 and mask.sum(dim=1).tolist() == [11, 4, 7]
+    for row, expected in enumerate(solo):
+        torch.testing.assert_close(out.logits[row, -1], expected, atol=1e-4, rtol=1e-4)
+    kv.advance()
+    kv.keep([1, 2])  # the longest row leaves: the all-padding columns go with it
+    assert kv.width == 7 and kv.row(0)[0][0].shape[2] == 4
