@@ -26,7 +26,7 @@ from auth.session_cookie import SessionCookie, session_keys
 from auth.session_manager import SessionManager
 from auth.session_store import SessionStore
 from auth.startup_checks import validate_auth_settings
-from auth.token_checks import TokenVerifier
+from auth.token_checks import OneTimeIds, TokenVerifier
 from config import Settings
 from store.events import AuditSink
 
@@ -58,6 +58,7 @@ class AuthComponents:
     login_states: LoginStateStore
     bindings: SessionHashBindings
     clock: Callable[[], datetime]
+    logout_token_ids: OneTimeIds | None = None  # None: this process's memory
     embedded: EmbeddedIdp | None = None
     _started: bool = field(default=False, repr=False)
 
@@ -96,6 +97,7 @@ class AuthComponents:
             fetch_jwks=provider.fetch_jwks,
             clock=self.clock,
             logout_token_max_age_seconds=oidc.logout_token_max_age_seconds,
+            seen_ids=self.logout_token_ids,
         )
         self.login.provider = provider
         self._started = True
@@ -116,6 +118,7 @@ def install_auth(
     clock: Callable[[], datetime] = utc_now,
     login_states: LoginStateStore | None = None,
     bindings: SessionHashBindings | None = None,
+    logout_token_ids: OneTimeIds | None = None,
     authenticators: Iterable[RequestAuthenticator] = (),
     extra_public_paths: Iterable[str] = (),
 ) -> AuthComponents:
@@ -160,6 +163,7 @@ def install_auth(
         login_states=states,
         bindings=bound,
         clock=clock,
+        logout_token_ids=logout_token_ids,
         embedded=EmbeddedIdp(settings.oidc.embedded_port) if settings.oidc.embedded else None,
     )
     new_routes = login.routes()

@@ -11,7 +11,7 @@ import hmac
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc import jwt
 from joserfc.errors import (
@@ -37,6 +37,32 @@ class TokenRefused(Exception):
         self.reason = reason
 
 
+class OneTimeIds(Protocol):
+    """Ids (a logout token's `jti`) that may be used once; shared across replicas in production."""
+
+    def first_use(self, value: str, ttl_seconds: int) -> bool:
+        """True the first time `value` is seen within `ttl_seconds`; False for a replay."""
+        ...
+
+
+class MemoryOneTimeIds:
+    """One process's memory of used ids; enough for a single replica."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._expiry: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, value: str, ttl_seconds: int) -> bool:
+        now = self._clock()
+        with self._lock:
+            self._expiry = {k: v for k, v in self._expiry.items() if v > now}
+            if value in self._expiry:
+                return False
+            self._expiry[value] = now + timedelta(seconds=ttl_seconds)
+            return True
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -49,6 +75,7 @@ class TokenVerifier:
         clock: Callable[[], datetime],
         logout_token_max_age_seconds: int = 300,
         refetch_interval_seconds: int = 30,
+        seen_ids: OneTimeIds | None = None,
     ) -> None:
         self._issuer = issuer
         self._client_id = client_id
@@ -60,7 +87,7 @@ class TokenVerifier:
         # Unknown `kid`s can be sent by anyone to the public logout endpoint: re-fetch at most this often.
         self._refetch_interval = timedelta(seconds=refetch_interval_seconds)
         self._last_refetch: datetime | None = None
-        self._seen_jti: dict[str, datetime] = {}
+        self._seen_ids = seen_ids or MemoryOneTimeIds(clock)
         self._lock = threading.Lock()
 
     async def verify_id_token(self, token: str, *, nonce: str) -> dict[str, Any]:
@@ -163,13 +190,9 @@ class TokenVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenRefused("missing_jti")
-        now = self._clock()
-        with self._lock:
-            horizon = now - timedelta(seconds=self._logout_max_age + self._leeway)
-            self._seen_jti = {k: v for k, v in self._seen_jti.items() if v > horizon}
-            if jti in self._seen_jti:
-                raise TokenRefused("replayed_logout_token")
-            self._seen_jti[jti] = now
+        # Remembered as long as a token carrying it could still pass the age check.
+        if not self._seen_ids.first_use(jti, self._logout_max_age + 2 * self._leeway):
+            raise TokenRefused("replayed_logout_token")
 
 
 def _is_number(value: object) -> bool:

@@ -16,18 +16,21 @@ from fastapi import FastAPI
 from auth.bearer_tokens import CredentialRefusalMiddleware
 from auth.body_limit import BodyLimitMiddleware
 from auth.client_ip import ClientAddressMiddleware
+from auth.gradio_binding import SessionHashBindings
 from auth.install import install_auth
 from auth.ip_allowlist import AccessRules, IPAllowlistMiddleware
+from auth.login_state import LoginStateStore
 from auth.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
 from auth.rate_limit_middleware import RateLimitMiddleware
 from auth.route_gate import RequestAuthenticator
 from auth.security_headers import SecurityHeadersMiddleware
 from auth.session_store import MemorySessionStore, SessionStore
+from auth.token_checks import OneTimeIds
 from config import Settings
 from model.engine import Engine
 from store.events import AuditSink
 from webui.admin_service import AdminService
-from webui.chat_page import PageOptions, build_chat_page
+from webui.chat_page import PageOptions, build_chat_page, page_theme
 from webui.chat_service import ChatService, History, TurnGuards
 from webui.export_routes import export_router
 from webui.health import health_router
@@ -57,6 +60,10 @@ class Services:
     access: AccessRules | None = None
     authenticators: tuple[RequestAuthenticator, ...] = ()
     api_tokens: Any = None  # store.api_tokens.ApiTokenStore, for the API tokens tab
+    # Shared by replicas (auth.redis_state) when [limits] storage is Redis; None: in memory.
+    login_states: LoginStateStore | None = None
+    bindings: SessionHashBindings | None = None
+    logout_token_ids: OneTimeIds | None = None
     on_start: tuple[Callable[[], None], ...] = ()  # e.g. the retention job
     on_close: tuple[Callable[[], None], ...] = ()
 
@@ -165,6 +172,7 @@ def _mount_page(
         max_file_size="1kb",  # no feature takes uploads
         footer_links=["api"],
         i18n=build_i18n(),
+        theme=page_theme(),
     )
 
 
@@ -184,6 +192,9 @@ def _install_middleware(
         sessions=services.sessions,
         audit=services.audit,
         authenticators=services.authenticators,
+        login_states=services.login_states,
+        bindings=services.bindings,
+        logout_token_ids=services.logout_token_ids,
         extra_public_paths=("/metrics",),
     )
     app.state.auth = auth

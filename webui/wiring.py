@@ -25,6 +25,7 @@ def build_services(settings: Settings) -> Services:
     from auth.bearer_tokens import PersonalTokenAuthenticator
     from auth.ip_allowlist import AccessRules
     from auth.rate_limits import RateLimiter
+    from auth.redis_state import shared_auth_state
     from auth.service_accounts import service_account_authenticator
     from auth.startup_checks import validate_auth_settings
     from auth.user_concurrency import UserConcurrency
@@ -60,6 +61,12 @@ def build_services(settings: Settings) -> Services:
     history = ChatHistory(database, audit)
     sessions = SqlSessionStore(database)
     retention = RetentionJob(settings.retention, history, audit, sessions)
+    shared = shared_auth_state(
+        settings.limits.storage,
+        settings.limits.key_prefix,
+        settings.session.gradio_binding_ttl_hours,
+    )
+    closers = (retention.stop, concurrency.close, database.dispose)
     return Services(
         engine=engine,
         history=history,
@@ -72,8 +79,11 @@ def build_services(settings: Settings) -> Services:
         access=AccessRules.from_settings(settings.access),
         authenticators=(personal, service) if service else (personal,),
         api_tokens=tokens,
+        login_states=shared.login_states if shared else None,
+        bindings=shared.bindings if shared else None,
+        logout_token_ids=shared.logout_token_ids if shared else None,
         on_start=(retention.start,),
-        on_close=(retention.stop, concurrency.close, database.dispose),
+        on_close=(*closers, shared.close) if shared else closers,
     )
 
 

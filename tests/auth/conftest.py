@@ -92,11 +92,13 @@ def chat_app(fake_idp: FakeIdp) -> Iterator[Callable[..., ChatUnderTest]]:
     """Factory: start the app (real uvicorn on loopback) against the fake IdP with extra settings."""
     with contextlib.ExitStack() as stack:
 
-        def start(issuer: str | None = None, **sections: Any) -> ChatUnderTest:
+        def start(
+            issuer: str | None = None, auth_kwargs: dict[str, Any] | None = None, **sections: Any
+        ) -> ChatUnderTest:
             port = free_port()
             settings = make_settings(port, issuer or fake_idp.issuer, **sections)
             audit, store = MemoryAuditSink(), MemorySessionStore()
-            app, components = build_app(settings, audit, store)
+            app, components = build_app(settings, audit, store, **(auth_kwargs or {}))
             base = stack.enter_context(live_server(app, port=port))
             return ChatUnderTest(base, settings, audit, store, components)
 

@@ -1,0 +1,214 @@
+"""Two app replicas as real processes sharing PostgreSQL, Redis and an OpenID provider on loopback.
+
+Both replicas are configured with the same public URL (replica A's), as they would be behind one
+load balancer: the browser and the IdP only ever see that URL, and tests send each request to the
+replica of their choice. Cookies are host-scoped, not port-scoped, so one cookie jar serves both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import oidc_provider_mock
+import psycopg
+import redis
+import werkzeug.serving
+
+from store.database import create_database, migrate
+from tests.live_server import free_port
+from tests.scaleout.conftest import REDIS_URL
+from tests.scaleout.replica import ReplicaConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+STAFF = ("rita", "lou", "carol", "dave", "erin")
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Cluster:
+    a: str  # replica A's own URL (also the public URL of both)
+    b: str  # replica B's own URL
+    issuer: str
+    database_url: str
+    schema: str
+
+    def key(self, user: str) -> str:
+        return f"{self.issuer}|{user}"
+
+    def browser(self) -> httpx.Client:
+        return httpx.Client(timeout=30)
+
+    def login(self, client: httpx.Client, user: str, *, start: str, finish: str) -> str:
+        """Start the login on replica `start`, let the callback land on `finish`; the session id."""
+        begun = client.get(start + "/login")
+        assert begun.status_code == 302, begun.text[:300]
+        page = client.get(begun.headers["location"], follow_redirects=True)
+        assert "Authorize" in page.text, page.text[:300]
+        approved = client.post(page.url, data={"sub": user})
+        callback = urlsplit(approved.headers["location"])
+        assert f"{callback.scheme}://{callback.netloc}" == self.a  # the IdP knows one public URL
+        # The load balancer sends the callback to the other replica.
+        landed = client.get(urlunsplit(callback._replace(netloc=urlsplit(finish).netloc)))
+        assert landed.status_code == 302, landed.text[:500]
+        assert landed.headers["location"] == self.a + "/"
+        return client.cookies["chat_session"]
+
+    def call(self, client: httpx.Client, replica: str, api: str, *data: object) -> Any:
+        """One call of a named script API on `replica` (as gradio_client does it); its result."""
+        joined = client.post(f"{replica}/gradio_api/call/{api}", json={"data": list(data)})
+        assert joined.status_code == 200, joined.text[:300]
+        stream = client.get(f"{replica}/gradio_api/call/{api}/{joined.json()['event_id']}")
+        assert stream.status_code == 200, stream.text[:300]
+        return _final_output(stream.text)
+
+    def chat(self, client: httpx.Client, replica: str, message: str) -> dict[str, Any]:
+        """One new conversation through the `chat` API of `replica`; the final update."""
+        return self.call(client, replica, "chat", message, None)
+
+
+def _final_output(sse: str) -> Any:
+    event, final, done = None, None, False
+    for line in sse.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:") and event == "complete":
+            final, done = json.loads(line.split(":", 1)[1])[0], True
+        elif line.startswith("data:") and event == "error":
+            raise AssertionError(f"the chat API failed: {line}")
+    assert done, sse[:500]
+    return final
+
+
+@contextlib.contextmanager
+def identity_provider() -> Iterator[str]:
+    """oidc-provider-mock as an ordinary external issuer, in a thread of the test process."""
+    users = [
+        oidc_provider_mock.User(
+            sub=name,
+            claims={"email": f"{name}@corp.example", "name": name.title(), "groups": ["staff"]},
+        )
+        for name in STAFF
+    ]
+    app = oidc_provider_mock.app(require_nonce=True, issue_refresh_token=False, user_claims=users)
+    server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """A throw-away schema, migrated once (as `launch.py migrate` would be before the replicas)."""
+    schema = f"scaleout_{uuid.uuid4().hex[:12]}"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        database = create_database(url)
+        migrate(database)
+        database.dispose()
+        yield schema, url
+    finally:
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def redis_namespace() -> Iterator[str]:
+    prefix = f"scaleout-{uuid.uuid4().hex[:12]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env.update(HF_HUB_DISABLE_IMPLICIT_TOKEN="1", GRADIO_ANALYTICS_ENABLED="False")
+    return env
+
+
+@contextlib.contextmanager
+def replica(config: ReplicaConfig, log_path: Path) -> Iterator[subprocess.Popen]:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.scaleout.replica", config.to_json()],
+            cwd=ROOT,
+            env=_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"replica exited:\n{log_path.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"replica at {url} did not start:\n{log_path.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def two_replicas(log_dir: Path, chat_per_minute: int) -> Iterator[Cluster]:
+    """PostgreSQL schema + Redis namespace + IdP + replicas A and B; all removed afterwards."""
+    port_a, port_b = free_port(), free_port()
+    a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    with contextlib.ExitStack() as stack:
+        schema, database_url = stack.enter_context(postgres_schema())
+        prefix = stack.enter_context(redis_namespace())
+        issuer = stack.enter_context(identity_provider())
+        shared = {
+            "public_url": a,
+            "issuer": issuer,
+            "client_secret": secrets.token_urlsafe(24),
+            "session_key": secrets.token_urlsafe(48),
+            "database_url": database_url,
+            "redis_url": REDIS_URL,
+            "key_prefix": prefix,
+            "chat_per_minute": chat_per_minute,
+        }
+        started = []
+        for name, port, url in (("a", port_a, a), ("b", port_b, b)):
+            log_path = log_dir / f"replica-{name}.log"
+            process = stack.enter_context(replica(ReplicaConfig(port=port, **shared), log_path))
+            started.append((url, process, log_path))
+        for url, process, log_path in started:
+            wait_until_ready(url, process, log_path)
+        yield Cluster(a=a, b=b, issuer=issuer, database_url=database_url, schema=schema)

@@ -1,0 +1,139 @@
+"""Two app processes on different loopback ports with one PostgreSQL, one Redis and one IdP:
+what a user does on one replica holds on the other (issue 9, "Replicas")."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from store.audit_cli import verify_audit
+from tests.scaleout.cluster import POSTGRES_DSN, Cluster, two_replicas
+
+CHAT_PER_MINUTE = 4
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with two_replicas(tmp_path_factory.mktemp("replicas"), CHAT_PER_MINUTE) as running:
+        yield running
+
+
+def test_login_begun_on_one_replica_completes_on_the_other_and_chat_works_on_both(cluster):
+    with cluster.browser() as browser:
+        cluster.login(browser, "lou", start=cluster.a, finish=cluster.b)
+        first = cluster.chat(browser, cluster.a, "hello from A")
+        assert first["status"] == "complete" and first["reply"] == "You said: hello from A"
+        second = cluster.chat(browser, cluster.b, "hello from B")
+        assert second["reply"] == "You said: hello from B"
+        # History written by one replica is read by the other.
+        listed = cluster.call(browser, cluster.b, "list_conversations", "")
+        assert {c["id"] for c in listed} == {first["conversation_id"], second["conversation_id"]}
+        stored = cluster.call(browser, cluster.a, "get_conversation", second["conversation_id"])
+        assert [m["content"] for m in stored["messages"]] == [
+            "hello from B",
+            "You said: hello from B",
+        ]
+
+
+def test_a_callback_replayed_on_the_other_replica_is_refused(cluster):
+    with cluster.browser() as browser:
+        begun = browser.get(cluster.a + "/login")
+        bound = browser.cookies["chat_session_login"]
+        page = browser.get(begun.headers["location"], follow_redirects=True)
+        callback = browser.post(page.url, data={"sub": "lou"}).headers["location"]
+        assert browser.get(callback.replace(cluster.a, cluster.b)).status_code == 302
+    # Someone who copied the callback URL and the browser's login cookie comes too late.
+    with cluster.browser() as thief:
+        thief.cookies.set("chat_session_login", bound)
+        replay = thief.get(callback)
+        assert replay.status_code == 400
+        assert "expired or was already used" in replay.text
+
+
+def test_the_chat_rate_limit_counts_messages_on_both_replicas(cluster):
+    with cluster.browser() as browser:
+        cluster.login(browser, "rita", start=cluster.b, finish=cluster.a)
+        for replica in (cluster.a, cluster.b) * (CHAT_PER_MINUTE // 2):
+            assert cluster.chat(browser, replica, "within the limit")["status"] == "complete"
+        for replica in (cluster.a, cluster.b):
+            refused = cluster.chat(browser, replica, "one too many")
+            assert refused["status"] == "refused"
+            assert "too quickly" in refused["notice"]
+
+
+def test_logout_on_one_replica_is_refused_on_the_other(cluster):
+    with cluster.browser() as browser:
+        session = cluster.login(browser, "dave", start=cluster.a, finish=cluster.a)
+        assert browser.get(cluster.b + "/gradio_api/info").status_code == 200
+        page = browser.get(cluster.a + "/signout")
+        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        out = browser.post(
+            cluster.b + "/logout", data={"csrf_token": token}, headers={"origin": cluster.a}
+        )
+        assert out.status_code == 303
+    # The cookie a copy-paster kept is dead on both replicas.
+    with cluster.browser() as stale:
+        stale.cookies.set("chat_session", session)
+        for replica in (cluster.a, cluster.b):
+            assert stale.get(replica + "/gradio_api/info").status_code == 401
+            assert (
+                stale.post(
+                    replica + "/gradio_api/call/chat", json={"data": ["hi", None]}
+                ).status_code
+                == 401
+            )
+
+
+def test_concurrent_chats_on_both_replicas_leave_one_unbroken_audit_chain(cluster):
+    browsers = {user: cluster.browser() for user in ("carol", "erin")}
+    cluster.login(browsers["carol"], "carol", start=cluster.a, finish=cluster.b)
+    cluster.login(browsers["erin"], "erin", start=cluster.b, finish=cluster.a)
+    results: list[str] = []
+    failures: list[BaseException] = []
+
+    def chat(user: str, replicas: tuple[str, ...]) -> None:
+        try:
+            for i, replica in enumerate(replicas):
+                results.append(cluster.chat(browsers[user], replica, f"{user} {i}")["status"])
+        except BaseException as exc:  # reported below, the thread must not die silently
+            failures.append(exc)
+
+    plan = {"carol": (cluster.a, cluster.b, cluster.a), "erin": (cluster.b, cluster.a, cluster.b)}
+    threads = [threading.Thread(target=chat, args=item) for item in plan.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for browser in browsers.values():
+        browser.close()
+    assert not failures, failures
+    assert results == ["complete"] * 6
+
+    assert verify_audit(cluster.database_url) == 0
+    with psycopg.connect(POSTGRES_DSN) as conn:
+        conn.execute(f'SET search_path TO "{cluster.schema}"')
+        rows = conn.execute("SELECT id, prev_hash, hash, type, actor FROM audit_log ORDER BY id")
+        rows = rows.fetchall()
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))  # no gaps
+    assert len({r[1] for r in rows}) == len(rows)  # no two records claim the same predecessor
+    chats = [r[4] for r in rows if r[3] == "chat.request"]
+    assert chats.count(cluster.key("carol")) == 3 and chats.count(cluster.key("erin")) == 3
+
+
+def test_a_gradio_session_hash_belongs_to_its_first_user_on_every_replica(cluster):
+    hash_ = "h" + uuid.uuid4().hex[:10]
+    cancel = {"session_hash": hash_, "fn_index": 0, "event_id": "e" * 32}
+    with cluster.browser() as owner, cluster.browser() as intruder:
+        cluster.login(owner, "lou", start=cluster.a, finish=cluster.a)
+        cluster.login(intruder, "erin", start=cluster.b, finish=cluster.b)
+        assert owner.post(cluster.a + "/gradio_api/cancel", json=cancel).status_code == 200
+        # B never saw this hash, yet it knows whose it is.
+        for replica in (cluster.b, cluster.a):
+            refused = intruder.post(replica + "/gradio_api/cancel", json=cancel)
+            assert refused.status_code == 403
+            assert "belongs to another user" in refused.json()["message"]
+        assert owner.post(cluster.b + "/gradio_api/cancel", json=cancel).status_code == 200
