@@ -65,6 +65,25 @@ def wants_html(connection: HTTPConnection) -> bool:
     return "text/html" in connection.headers.get("accept", "")
 
 
+# Gradio's build files (hashed names, the same for everyone) may be cached; nothing else that needs
+# a login may be: a signed-out browser's back button or a shared machine must not show it again.
+CACHEABLE_PREFIXES = ("/assets/", "/static/", "/favicon.ico")
+
+
+def _no_store(send: Send) -> Send:
+    """Add `Cache-Control: no-store` to a response that does not choose its own caching."""
+
+    async def send_private(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"cache-control" for name, _ in headers):
+                headers.append((b"cache-control", b"no-store"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_private
+
+
 class AuthGate:
     def __init__(
         self,
@@ -136,6 +155,8 @@ class AuthGate:
             if not self._bindings.claim(session_hash, user.key, now):
                 await self._refuse_foreign_hash(connection, user, path, receive, send)
                 return
+        if scope["type"] == "http" and not path.startswith(CACHEABLE_PREFIXES):
+            send = _no_store(send)
         await self.app(scope, receive, send)
 
     async def _refuse_anonymous(

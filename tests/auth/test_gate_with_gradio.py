@@ -223,3 +223,17 @@ def test_the_owner_keeps_using_their_session_hash(gradio_chat):
         assert run_event(alice, "alice-tab-2", "two") == f"{ALICE.key}: two"
     with gradio_chat.client_for(BOB) as bob:
         assert run_event(bob, "bob-tab", "hi") == f"{BOB.key}: hi"
+
+
+def test_signed_in_pages_and_data_are_never_cached_but_build_files_may_be(gradio_chat):
+    """After sign-out, Back or a shared machine's cache must not show what a signed-in user saw."""
+    with gradio_chat.client_for(ALICE) as alice:
+        page = alice.get("/", headers=BROWSER)
+        assert page.status_code == 200
+        assert page.headers["cache-control"] == "no-store"
+        assert alice.get("/config", headers=SCRIPT).headers["cache-control"] == "no-store"
+        asset = re.search(r'src="[^"]*?(/assets/[^"]+\.js)"', page.text)
+        assert asset, page.text[:500]
+        build_file = alice.get(asset.group(1))
+        assert build_file.status_code == 200
+        assert build_file.headers.get("cache-control") != "no-store"
