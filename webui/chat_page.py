@@ -23,6 +23,11 @@ SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Noto Sans CJK SC", "s
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
 
+def page_theme() -> gr.themes.Base:
+    """Gradio's default look with system fonts only: the page makes no web-font requests."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
 @dataclass(frozen=True)
 class PageOptions:
     title: str
@@ -43,8 +48,7 @@ def build_chat_page(
     The tabs are built per page load for the user on the server session: a non-admin's page has no
     admin components or handlers at all (gr.Tab can only join a gr.Tabs built in the same render).
     """
-    theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)  # no web-font requests
-    with gr.Blocks(title=options.title, analytics_enabled=False, theme=theme) as page:
+    with gr.Blocks(title=options.title, analytics_enabled=False) as page:
         if options.demo_model:
             gr.Markdown(label("demo_banner"), elem_id="demo-banner")
         if options.dev_login:
@@ -55,11 +59,18 @@ def build_chat_page(
         def tabs(request: gr.Request) -> None:
             user = request_user(request)
             locale = pick_locale(request.headers.get("accept-language"))
-            gr.Markdown(
-                f"{text('signed_in_as', locale)} **{_escape_md(user.display)}** · "
-                f"[{text('logout', locale)}]({options.export_base}/signout)",
-                elem_id="user-bar",
-            )
+            with gr.Row(elem_id="user-bar", equal_height=True):
+                with gr.Column(scale=6):
+                    gr.Markdown(f"{text('signed_in_as', locale)} **{_escape_md(user.display)}**")
+                with gr.Column(scale=1, min_width=120):
+                    # A link in the same tab (Markdown links open a new one): the sign-out form.
+                    gr.Button(
+                        label("logout"),
+                        link=f"{options.export_base}/signout",
+                        link_target="_self",
+                        size="sm",
+                        elem_id="logout",
+                    )
             with gr.Tabs():
                 with gr.Tab(label("chat_tab"), id="chat", elem_id="chat-tab"):
                     chat_tab(service, history, options, conversation, user.key)

@@ -105,11 +105,16 @@ LOCALES = {"en": EN, "zh-CN": ZH}
 _PREFIX = "cc_"  # our keys must not collide with Gradio's own (e.g. "chatbot" is a namespace there)
 
 
+# Keys Gradio's own front end looks up but ships no translation for (6.31: the screen-reader
+# announcement when an event completes).
+GRADIO_GAPS = {"en": {"common.complete": "Done"}, "zh-CN": {"common.complete": "完成"}}
+
+
 def build_i18n() -> gr.I18n:
     """Translations the browser picks from by its locale."""
     return gr.I18n(
         **{
-            locale: {_PREFIX + k: v for k, v in strings.items()}
+            locale: {**GRADIO_GAPS.get(locale, {}), **{_PREFIX + k: v for k, v in strings.items()}}
             for locale, strings in LOCALES.items()
         }
     )

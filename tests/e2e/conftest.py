@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Error as PlaywrightError
 
+from tests.e2e.chat_app import ChatApp, app_client, run_chat_app
 from tests.e2e.harness import Idp, IdpClient, free_port, run_idp
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,17 +67,70 @@ def context(context: BrowserContext) -> BrowserContext:
     return context
 
 
+@pytest.fixture
+def open_browser(new_context: Callable[..., BrowserContext]) -> Callable[..., Page]:
+    """Factory: a page in a browser profile of its own (another person, or another locale)."""
+
+    def open_page(**context_args: object) -> Page:
+        fresh = new_context(**context_args)
+        fresh.set_default_timeout(STEP_TIMEOUT_MS)
+        return fresh.new_page()
+
+    return open_page
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """On a failed journey, report where every open browser page was and what it showed."""
+    report = yield
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and isinstance(browser, Browser):
+        for number, shown in enumerate(_page_summaries(browser), 1):
+            report.sections.append((f"browser page {number}", shown))
+    return report
+
+
+def _page_summaries(browser: Browser) -> list[str]:
+    summaries = []
+    for context in browser.contexts:
+        for page in context.pages:
+            try:
+                text = page.locator("body").inner_text(timeout=2_000)
+            except PlaywrightError as exc:
+                text = f"(text unavailable: {exc.message.splitlines()[0]})"
+            summaries.append(f"{page.url}\n{text[:1500]}")
+    return summaries
+
+
 @pytest.fixture(scope="session")
 def app_port() -> int:
-    """The loopback port the relying party under test listens on (registered with the IdP)."""
+    """The loopback port the tiny harness relying party listens on (registered with the IdP)."""
     return free_port()
 
 
 @pytest.fixture(scope="session")
-def idp(app_port: int) -> Iterator[Idp]:
-    """panva's oidc-provider under node, its one client redirecting to `app_port`."""
-    with run_idp(IdpClient(rp_port=app_port)) as running:
+def chat_client() -> IdpClient:
+    """The chat app's registration at the IdP, on a port of its own."""
+    return app_client(free_port())
+
+
+@pytest.fixture(scope="session")
+def idp(app_port: int, chat_client: IdpClient) -> Iterator[Idp]:
+    """panva's oidc-provider under node; `idp.client` is the tiny RP's, then the chat app's."""
+    with run_idp(IdpClient(rp_port=app_port), chat_client) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def chat_app(
+    idp: Idp, chat_client: IdpClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChatApp]:
+    """The whole app, once per run: real IdP, PostgreSQL schema, Redis namespace, tiny model."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+        env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        with run_chat_app(idp.issuer, chat_client, tmp_path_factory.mktemp("models")) as app:
+            yield app
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Processes the browser end-to-end tests run beside the browser: the OpenID provider and ASGI servers.
 
-Everything listens on loopback only. The IdP is panva's oidc-provider under node (tests/e2e/idp/);
-ASGI apps (the tiny relying party now, the chat app later) run in uvicorn on a background thread.
+Everything listens on loopback only. The IdP is panva's oidc-provider under node (tests/e2e/idp/),
+with one registered client per relying party (the tiny harness RP, the chat app); ASGI apps run in
+uvicorn on a background thread.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ IDP_DIR = Path(__file__).parent / "idp"
 LOOPBACK = "127.0.0.1"
 # The relying party's routes, registered with the IdP; the app under test must serve the same paths.
 CALLBACK_PATH = "/auth/callback"
-POST_LOGOUT_PATH = "/"
+POST_LOGOUT_PATH = "/"  # the tiny RP's; the chat app's is its oidc.post_logout_path
 BACKCHANNEL_LOGOUT_PATH = "/auth/backchannel-logout"
 
 
@@ -50,6 +51,7 @@ class IdpClient:
     rp_port: int
     client_id: str = "chat-e2e"
     client_secret: str = field(default="e2e-only-client-secret", repr=False)
+    post_logout_path: str = POST_LOGOUT_PATH
 
     @property
     def rp_base_url(self) -> str:
@@ -61,7 +63,7 @@ class IdpClient:
 
     @property
     def post_logout_redirect_uri(self) -> str:
-        return self.rp_base_url + POST_LOGOUT_PATH
+        return self.rp_base_url + self.post_logout_path
 
     def registration(self) -> dict[str, object]:
         """Client metadata in the form oidc-provider takes it."""
@@ -77,10 +79,14 @@ class IdpClient:
 
 @dataclass(frozen=True)
 class Idp:
-    """A running IdP: where it is and who may log in through it."""
+    """A running IdP: where it is and the clients registered with it (`client` is the first)."""
 
     issuer: str
-    client: IdpClient
+    clients: tuple[IdpClient, ...]
+
+    @property
+    def client(self) -> IdpClient:
+        return self.clients[0]
 
     @property
     def metadata_url(self) -> str:
@@ -130,21 +136,21 @@ def _wait_for_discovery(url: str, timeout: float) -> None:
 
 
 @contextmanager
-def run_idp(client: IdpClient, timeout: float = 20.0) -> Iterator[Idp]:
-    """Start the IdP under node on a free loopback port, wait until it serves discovery, stop it after."""
+def run_idp(*clients: IdpClient, timeout: float = 20.0) -> Iterator[Idp]:
+    """Start the IdP for `clients` on a free loopback port, wait until it serves discovery, stop it after."""
     node = shutil.which("node")
     if node is None or not (IDP_DIR / "node_modules").is_dir():
         raise RuntimeError("node or the IdP's packages are missing: run tests/e2e/install.sh")
     proc = subprocess.Popen(
         [node, "provider.mjs", "--host", LOOPBACK, "--port", "0"],
         cwd=IDP_DIR,
-        env={**os.environ, "E2E_IDP_CLIENT": json.dumps(client.registration())},
+        env={**os.environ, "E2E_IDP_CLIENT": json.dumps([c.registration() for c in clients])},
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         issuer = _read_ready_line(proc, timeout)
-        idp = Idp(issuer=issuer, client=client)
+        idp = Idp(issuer=issuer, clients=clients)
         _wait_for_discovery(idp.metadata_url, timeout)
         yield idp
     finally:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the browser end-to-end tests need, only when it is missing (safe to run every time).
-# Debian's chromium (Playwright's own browser download does not work here) and the IdP's node packages.
+# Debian's chromium (Playwright's own browser download does not work here), a small CJK font (so the
+# zh-CN journey's screenshots show Chinese rather than empty boxes), and the IdP's node packages.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-if [ ! -x /usr/bin/chromium ]; then
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -n "$(fc-list :lang=zh 2>/dev/null)" ] || missing+=(fonts-wqy-microhei)
+if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -d "$here/idp/node_modules" ]; then

@@ -3,8 +3,9 @@
 // Usage: node provider.mjs [--port N] [--host 127.0.0.1] [--client JSON]
 //   or the environment: E2E_IDP_PORT, E2E_IDP_HOST, E2E_IDP_CLIENT.
 // Port 0 picks a free port; the issuer it ends up on is printed as "ready <issuer>" once listening.
-// The client JSON holds client_id, client_secret, redirect_uris, post_logout_redirect_uris and
-// backchannel_logout_uri, so the tests decide where the relying party listens.
+// The client JSON (one object, or an array of them for several relying parties) holds client_id,
+// client_secret, redirect_uris, post_logout_redirect_uris and backchannel_logout_uri, so the tests
+// decide where each relying party listens.
 // Test-only: dev interactions accept any password, keys are made fresh in memory on every start.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -32,11 +33,13 @@ function readOptions() {
   });
   if (!LOOPBACK.test(values.host)) throw new Error(`refusing to listen on non-loopback ${values.host}`);
   if (!values.client) throw new Error('client configuration missing: pass --client JSON or E2E_IDP_CLIENT');
-  const client = JSON.parse(values.client);
-  for (const key of ['client_id', 'client_secret', 'redirect_uris']) {
-    if (!client[key]) throw new Error(`client configuration lacks ${key}`);
+  const clients = [].concat(JSON.parse(values.client));
+  for (const client of clients) {
+    for (const key of ['client_id', 'client_secret', 'redirect_uris']) {
+      if (!client[key]) throw new Error(`client configuration lacks ${key}`);
+    }
   }
-  return { port: Number(values.port), host: values.host, client };
+  return { port: Number(values.port), host: values.host, clients };
 }
 
 async function findAccount(ctx, id) {
@@ -59,16 +62,16 @@ async function loopbackFetch(url, options) {
   return fetch(url, rest);
 }
 
-function configuration(client) {
+function configuration(clients) {
   const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
   return {
-    clients: [{
+    clients: clients.map((client) => ({
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
       post_logout_redirect_uris: [],
       ...client,
-    }],
+    })),
     pkce: { required: () => true },
     claims: {
       openid: ['sub'],
@@ -99,11 +102,11 @@ async function offlinePages(ctx, next) {
 }
 
 function main() {
-  const { port, host, client } = readOptions();
+  const { port, host, clients } = readOptions();
   const server = createServer();
   server.listen(port, host, () => {
     const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${server.address().port}`;
-    const provider = new Provider(issuer, configuration(client));
+    const provider = new Provider(issuer, configuration(clients));
     provider.use(offlinePages);
     provider.on('server_error', (ctx, err) => console.error('server_error', err));
     provider.on('backchannel.error', (ctx, err) => console.error('backchannel.error', err.message, err.cause?.message ?? ''));

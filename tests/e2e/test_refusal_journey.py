@@ -1,0 +1,39 @@
+"""Journey 5: someone the IdP knows, but outside the allowed groups, is refused with a page that says
+why and what to do, and the app creates no session for them."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from store.events import LOGIN_REFUSED
+from tests.e2e.chat_app import ChatApp
+from tests.e2e.harness import OUTSIDER, Idp
+from tests.e2e.idp_pages import Screenshot, sign_in
+
+
+def test_outsider_sees_refusal_page_and_gets_no_session(
+    page: Page, idp: Idp, chat_app: ChatApp, screenshot: Screenshot
+) -> None:
+    page.goto(chat_app.url + "/")
+    with page.expect_response(lambda r: "/auth/callback?" in r.url) as callback:
+        sign_in(page, idp, OUTSIDER)
+    assert callback.value.status == 403
+
+    expect(page.get_by_role("heading")).to_have_text("Sign-in refused")
+    expect(page.locator("body")).to_contain_text("not in a group that may use this chat")
+    expect(page.locator("body")).to_contain_text("IT service desk")
+    expect(page.locator("#message")).to_have_count(0)
+    screenshot(page, "outsider-refused")
+
+    cookies = {c["name"] for c in page.context.cookies()}
+    assert chat_app.settings.session.cookie_name not in cookies
+    assert chat_app.active_sessions(OUTSIDER) == []
+    refused = chat_app.services.audit_log.query(
+        actor=chat_app.user_key(OUTSIDER), type=LOGIN_REFUSED
+    )
+    assert [r.outcome for r in refused.records] == ["group_not_allowed"]
+
+    # Asking again (the IdP session still lives) is refused again, not let in.
+    page.goto(chat_app.url + "/")
+    expect(page.get_by_role("heading")).to_have_text("Sign-in refused")
+    expect(page.locator("#message")).to_have_count(0)
