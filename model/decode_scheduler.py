@@ -23,14 +23,18 @@ from collections import deque
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from model.generation_job import GenerationJob
-from model.kv_batch import BatchedKV, cache_of
+from model.kv_batch import BatchedKV
 from model.prefix_cache import CacheKey, PrefixCache
 from model.sampling import choose_token
+from model.slack_cache import slack_cache
 
 log = logging.getLogger("chat.engine")
+
+# Tokens of room kept behind a conversation's cached KV: a next message (and the chat template
+# around it) up to this long is prefilled without copying the cached part.
+NEXT_MESSAGE_ROOM = 128
 
 
 @dataclass(eq=False)
@@ -116,7 +120,7 @@ class DecodeScheduler:
             self._set_threads("prompt")
             hit = self._prefix_cache.take(key, row.ids) if self._prefix_cache and key else None
             reused = hit.tokens if hit else 0
-            cache = cache_of(hit.kv) if hit else DynamicCache()
+            cache = slack_cache(hit.kv if hit else None)
             new_ids = torch.tensor([row.ids[reused:]], dtype=torch.long)
             out = self._model(
                 input_ids=new_ids,
@@ -178,7 +182,7 @@ class DecodeScheduler:
         kept = set(keep)
         for i, row in enumerate(rows):
             if i not in kept:
-                self._finish(row, kv.row(i) if self._wants_cache(row) else [])
+                self._finish(row, kv.row(i, NEXT_MESSAGE_ROOM) if self._wants_cache(row) else [])
         rows[:] = [rows[i] for i in keep]
         kv.keep(keep)
 

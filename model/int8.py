@@ -2,7 +2,8 @@
 
 Every nn.Linear becomes PyTorch's dynamic-quantized Linear (fbgemm, VNNI on these CPUs): weights
 int8 with one scale per output row, activations quantized per call. The token embedding keeps the
-same per-row int8 codes and dequantizes only the rows it looks up. Measured on the
+same per-row int8 codes and dequantizes only the rows it looks up; on CPUs with AVX512-BF16 a tied
+output projection reads those same codes (Int8TiedHead) instead of a second copy. Measured on the
 Qwen1.5-0.5B shape, 2 threads: time to first token 0.36x and decoding 2.7x of fp32 `generate`.
 
 Quality trade-off: per-row int8 weights keep ~2 significant digits per weight and activations are
@@ -46,8 +47,40 @@ class Int8Embedding(nn.Module):
         return self.codes[input_ids].to(torch.float32) * self.scales[input_ids].unsqueeze(-1)
 
 
-def load_int8_model(model_dir: Path) -> Any:
-    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes."""
+class Int8TiedHead(nn.Module):
+    """The output projection of a tied model over the embedding's own int8 codes: one copy of
+    the biggest matrix (151936 x 1024 for Qwen1.5-0.5B, 155 MB in int8) instead of two.
+
+    PyTorch's weight-only int8 matmul (`torch._weight_int8pack_mm`, the CPU path gpt-fast uses)
+    with bf16 activations. Measured on an AMD EPYC with AVX512-BF16, one token: 4.7 ms against
+    3.6 ms for the dynamic int8 Linear (relative logit error 0.3% against fp32 weights); without
+    bf16 vector units that kernel is far slower, so load_int8_model only picks it where they exist.
+    """
+
+    def __init__(self, embedding: Int8Embedding) -> None:
+        super().__init__()
+        # The same tensors as the embedding's, not copies.
+        self.register_buffer("codes", embedding.codes, persistent=False)
+        self.register_buffer("scales", embedding.scales.to(torch.bfloat16), persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        flat = hidden.reshape(-1, hidden.shape[-1]).to(torch.bfloat16)
+        logits = torch._weight_int8pack_mm(flat, self.codes, self.scales)
+        return logits.to(torch.float32).reshape(*hidden.shape[:-1], self.codes.shape[0])
+
+
+def bf16_vector_units() -> bool:
+    """Whether this CPU runs bf16 arithmetic natively (AVX512-BF16): Int8TiedHead is fast here."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(probe and probe())
+
+
+def load_int8_model(model_dir: Path, share_tied_head: bool | None = None) -> Any:
+    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes.
+
+    share_tied_head: a tied output projection reads the embedding's codes (Int8TiedHead) instead of
+    a packed copy of its own; None decides by the CPU (bf16_vector_units).
+    """
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -55,7 +88,9 @@ def load_int8_model(model_dir: Path) -> Any:
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with _open_weights(Path(model_dir)) as weights:
-        _fill(model, weights, tied=bool(getattr(config, "tie_word_embeddings", False)))
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        share = bf16_vector_units() if share_tied_head is None else share_tied_head
+        _fill(model, weights, tied=tied, share_tied_head=share)
     if (Path(model_dir) / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
     left = [name for name, p in model.named_parameters() if p.device.type == "meta"]
@@ -64,14 +99,18 @@ def load_int8_model(model_dir: Path) -> Any:
     return model.eval()
 
 
-def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool) -> None:
+def _fill(
+    model: nn.Module, weights: dict[str, _StoredTensor], tied: bool, share_tied_head: bool
+) -> None:
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     codes, scales = _quantize_rows(weights, f"{embed_name}.weight")
-    _replace(model, embed_name, Int8Embedding(codes, scales))
+    embedding = Int8Embedding(codes, scales)
+    _replace(model, embed_name, embedding)
     _return_freed_memory()
     if tied or f"{head_name}.weight" not in weights:
-        _replace(model, head_name, _dynamic_linear(codes, scales, None))
+        head = Int8TiedHead(embedding) if share_tied_head else _dynamic_linear(codes, scales, None)
+        _replace(model, head_name, head)
         _return_freed_memory()
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":

@@ -3,7 +3,8 @@
 Each row's cached tokens are the rightmost `length` columns: a row joins padded on the left to
 the batch's width (or the batch is padded to the row's), and every step appends one column to
 all rows. Keys carry their rotary position already, so padding changes no row's arithmetic
-except through the mask, which hides it. Joins and leaves copy the cache once; steps do not.
+except through the mask, which hides it. Joins and leaves copy the cache once, into buffers with
+spare room (model.slack_cache); steps append into that room and copy nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from model.prefix_cache import KVPairs
+from model.slack_cache import SPARE_TOKENS, KVPairs, capacity, slack_cache, with_room
 
 
 class BatchedKV:
     def __init__(self) -> None:
-        self.cache = DynamicCache()
+        self.cache = slack_cache()
         self.lengths: list[int] = []  # cached tokens per row
         self.width = 0  # columns in the cache (the longest row, plus padding)
 
@@ -27,13 +28,13 @@ class BatchedKV:
         """Append a row whose cache (batch of one, no padding) holds `length` tokens."""
         width = max(self.width, length)
         if not self.lengths:
-            self.cache = cache_of(kv)
+            self.cache = slack_cache(kv)
         else:
             # Layer by layer, so only one layer's old and new tensors coexist.
             layers = [layer for layer in self.cache.layers if _filled(layer)]
             for layer, (k, v) in zip(layers, kv, strict=True):
-                layer.keys = torch.cat([_pad_left(layer.keys, width), _pad_left(k, width)])
-                layer.values = torch.cat([_pad_left(layer.values, width), _pad_left(v, width)])
+                layer.keys = _stacked(layer.keys, k, width)
+                layer.values = _stacked(layer.values, v, width)
         self.lengths.append(length)
         self.width = width
 
@@ -42,19 +43,31 @@ class BatchedKV:
         self.lengths = [self.lengths[i] for i in rows]
         width = max(self.lengths, default=0)
         index = torch.tensor(rows, dtype=torch.long)
+        room = width + SPARE_TOKENS
         for layer in filter(_filled, self.cache.layers):
-            layer.keys = layer.keys[index, :, self.width - width :].contiguous()
-            layer.values = layer.values[index, :, self.width - width :].contiguous()
+            layer.keys = with_room(layer.keys[index, :, self.width - width :], room)
+            layer.values = with_room(layer.values[index, :, self.width - width :], room)
         self.width = width
         if not self.lengths:
-            self.cache = DynamicCache()
+            self.cache = slack_cache()
 
-    def row(self, i: int) -> KVPairs:
-        """A copy of row i's cached tokens (batch of one, no padding), e.g. for the prefix cache."""
-        start = self.width - self.lengths[i]
+    def row(self, i: int, room: int) -> KVPairs:
+        """Row i's cached tokens (batch of one, no padding) with room for `room` more, e.g. for the
+        prefix cache. Call it only for a row that leaves next (keep() drops it): the lone row's own
+        tensors are handed over without a copy when they have the room."""
+        length = self.lengths[i]
+        pairs = _pairs(self.cache)
+        if len(self.lengths) == 1 and self.width == length and pairs:
+            keys = pairs[0][0]
+            if capacity(keys) >= length + room:
+                return pairs
+        start = self.width - length
         return [
-            (k[i : i + 1, :, start:].clone(), v[i : i + 1, :, start:].clone())
-            for k, v in _pairs(self.cache)
+            (
+                with_room(k[i : i + 1, :, start:], length + room),
+                with_room(v[i : i + 1, :, start:], length + room),
+            )
+            for k, v in pairs
         ]
 
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,17 +84,6 @@ class BatchedKV:
         self.width += 1
 
 
-def cache_of(kv: KVPairs) -> DynamicCache:
-    """A DynamicCache over these tensors without copying them (the next forward pass appends)."""
-    if not kv:
-        return DynamicCache()
-    # Built from one-token slices (DynamicCache copies what it is given), then pointed at the rest.
-    cache = DynamicCache(ddp_cache_data=[(k[:, :, :1], v[:, :, :1]) for k, v in kv])
-    for layer, (k, v) in zip(cache.layers, kv, strict=True):
-        layer.keys, layer.values = k, v
-    return cache
-
-
 def _pairs(cache: DynamicCache) -> KVPairs:
     return [(layer.keys, layer.values) for layer in cache.layers if _filled(layer)]
 
@@ -91,9 +93,12 @@ def _filled(layer: object) -> bool:
     return keys is not None and keys.numel() > 0
 
 
-def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    missing = width - tensor.shape[2]
-    if missing == 0:
-        return tensor
-    pad = tensor.new_zeros((tensor.shape[0], tensor.shape[1], missing, tensor.shape[3]))
-    return torch.cat([pad, tensor], dim=2)
+def _stacked(batch: torch.Tensor, row: torch.Tensor, width: int) -> torch.Tensor:
+    """The batch's rows then the new row, right-aligned to `width` columns, zeros on the left,
+    in a buffer with spare room."""
+    rows = batch.shape[0] + row.shape[0]
+    heads, dim = batch.shape[1], batch.shape[3]
+    buffer = batch.new_zeros((rows, heads, width + SPARE_TOKENS, dim))
+    buffer[: batch.shape[0], :, width - batch.shape[2] : width] = batch
+    buffer[batch.shape[0] :, :, width - row.shape[2] : width] = row
+    return buffer[:, :, :width]

@@ -17,9 +17,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
+from model.slack_cache import KVPairs, stored_bytes
 
-KVPairs = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, tokens, dim]
 CacheKey = tuple[str, str]  # (user_key, conversation_id)
 
 
@@ -63,7 +62,7 @@ class PrefixCache:
 
     def put(self, key: CacheKey, ids: list[int], kv: KVPairs) -> None:
         """Store (or replace) the conversation's entry; evict least recently used ones to fit."""
-        nbytes = sum(k.nbytes + v.nbytes for k, v in kv)
+        nbytes = stored_bytes(kv)  # spare room for the next message included
         if not kv or nbytes > self.max_bytes or any(k.shape[2] != len(ids) for k, _ in kv):
             self.discard(key)
             return

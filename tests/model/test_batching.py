@@ -124,4 +124,4 @@ def test_a_padded_batch_step_gives_each_row_its_solo_logits(loaded) -> None:
         torch.testing.assert_close(out.logits[row, -1], expected, atol=1e-4, rtol=1e-4)
     kv.advance()
     kv.keep([1, 2])  # the longest row leaves: the all-padding columns go with it
-    assert kv.width == 7 and kv.row(0)[0][0].shape[2] == 4
+    assert kv.width == 7 and kv.row(0, room=0)[0][0].shape[2] == 4

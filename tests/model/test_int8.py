@@ -7,7 +7,13 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from model.int8 import Int8Embedding, quantized_linear_count
+from model.int8 import (
+    Int8Embedding,
+    Int8TiedHead,
+    bf16_vector_units,
+    load_int8_model,
+    quantized_linear_count,
+)
 from model.loader import load_model
 from model.settings import ModelSettings
 from tests.model.conftest import ask
@@ -28,7 +34,10 @@ def test_every_linear_is_int8_and_no_float_matrix_is_left(int8_loaded, loaded) -
     model = int8_loaded.model
     float_linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     assert float_linears == []
-    assert quantized_linear_count(model) == quantized_linear_count(loaded.model) + 7 * 2 + 1
+    head_is_linear = not isinstance(model.get_output_embeddings(), Int8TiedHead)
+    assert quantized_linear_count(model) == (
+        quantized_linear_count(loaded.model) + 7 * 2 + head_is_linear
+    )
     assert isinstance(model.get_input_embeddings(), Int8Embedding)
     big_float = [n for n, p in model.named_parameters() if p.dim() > 1 and p.is_floating_point()]
     assert big_float == []  # only norms (vectors) stay in fp32
@@ -46,6 +55,27 @@ def test_int8_logits_stay_close_to_fp32(int8_loaded, loaded) -> None:
     error = ((quantized - reference).abs().mean() / reference.std()).item()
     assert agreement >= MIN_ARGMAX_AGREEMENT
     assert error <= MAX_MEAN_LOGIT_ERROR
+
+
+def test_a_tied_head_reads_the_embedding_codes_and_answers_like_its_own_copy(
+    tiny_model_dir, loaded
+) -> None:
+    shared = load_int8_model(tiny_model_dir, share_tied_head=True)
+    separate = load_int8_model(tiny_model_dir, share_tied_head=False)
+    head, embedding = shared.get_output_embeddings(), shared.get_input_embeddings()
+    assert isinstance(head, Int8TiedHead)
+    assert head.codes.data_ptr() == embedding.codes.data_ptr()  # one copy in memory
+    assert not isinstance(separate.get_output_embeddings(), Int8TiedHead)
+    ids = torch.tensor([loaded.tokenizer.encode("Hello! How can I help you today?")])
+    with torch.inference_mode():
+        a, b = shared(ids).logits[0], separate(ids).logits[0]
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean().item() >= 0.9
+    assert ((a - b).abs().mean() / b.std()).item() <= 0.05
+
+
+def test_the_shared_head_is_chosen_by_the_cpu(int8_loaded) -> None:
+    chosen = isinstance(int8_loaded.model.get_output_embeddings(), Int8TiedHead)
+    assert chosen == bf16_vector_units()
 
 
 def test_int8_embedding_rows_match_fp32(int8_loaded, loaded) -> None:

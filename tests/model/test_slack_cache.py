@@ -1,0 +1,77 @@
+"""The KV cache with spare room: appends write in place, results equal transformers' own cache."""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+from model.kv_batch import BatchedKV
+from model.slack_cache import SPARE_TOKENS, append, capacity, slack_cache, stored_bytes
+
+
+def kv(batch: int, tokens: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn((batch, 2, tokens, 4), generator=torch.Generator().manual_seed(seed))
+
+
+def test_appending_fills_the_spare_room_in_place_then_grows_with_one_copy() -> None:
+    first = append(torch.tensor([]), kv(1, 3))
+    assert capacity(first) == 3 + SPARE_TOKENS
+    grown = first
+    for step in range(SPARE_TOKENS):
+        new = kv(1, 1, seed=step + 1)
+        before = grown.data_ptr()
+        grown = append(grown, new)
+        assert grown.data_ptr() == before  # no copy while there is room
+        torch.testing.assert_close(grown[:, :, -1:], new)
+    torch.testing.assert_close(grown[:, :, :3], kv(1, 3))
+    full = grown
+    grown = append(full, kv(1, 1, seed=99))
+    assert grown.data_ptr() != full.data_ptr() and grown.shape[2] == 3 + SPARE_TOKENS + 1
+    torch.testing.assert_close(grown[:, :, :-1], full)
+
+
+def test_a_tensor_without_room_is_copied_not_written_past_its_end() -> None:
+    exact = kv(2, 5)
+    assert capacity(exact) == 5
+    keep = exact.clone()
+    grown = append(exact, kv(2, 1, seed=7))
+    torch.testing.assert_close(exact, keep)
+    torch.testing.assert_close(grown[:, :, :5], keep)
+    # A slice that does not start at a head's first column has no usable room either.
+    assert capacity(grown[:, :, 1:]) == 5
+
+
+def test_the_model_with_the_slack_cache_gives_transformers_cache_logits(loaded) -> None:
+    model, ids = loaded.model, [5, 60, 70, 80, 90, 100]
+    with torch.inference_mode():
+        logits = {}
+        for name, cache in (("dynamic", DynamicCache()), ("slack", slack_cache())):
+            out = [model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True).logits]
+            for token in (7, 9, 11):
+                out.append(model(input_ids=torch.tensor([[token]]), cache=cache).logits)
+            logits[name] = torch.cat([o[:, -1] for o in out])
+        assert cache.get_seq_length() == len(ids) + 3
+    torch.testing.assert_close(logits["slack"], logits["dynamic"], atol=1e-5, rtol=1e-5)
+
+
+def test_a_leaving_row_gets_tensors_no_other_row_writes_into() -> None:
+    batch = BatchedKV()
+    batch.add([(kv(1, 4, 1), kv(1, 4, 2))], 4)
+    batch.add([(kv(1, 6, 3), kv(1, 6, 4))], 6)
+    ((keys, _),) = batch.row(0, room=8)
+    assert capacity(keys) >= 4 + 8
+    torch.testing.assert_close(keys, kv(1, 4, 1))
+    batch.keep([1])
+    layer = batch.cache.layers[0]
+    layer.keys = append(layer.keys, kv(1, 1, 5))
+    grown = append(keys, kv(1, 1, 6))  # the prefix cache's owner appends to its own copy
+    torch.testing.assert_close(grown[:, :, :4], kv(1, 4, 1))
+    torch.testing.assert_close(layer.keys[:, :, :6], kv(1, 6, 3))
+
+
+def test_a_lone_row_hands_over_its_own_tensors_and_counts_their_room() -> None:
+    batch = BatchedKV()
+    batch.add([(append(torch.tensor([]), kv(1, 4)), append(torch.tensor([]), kv(1, 4)))], 4)
+    ((keys, values),) = batch.row(0, room=SPARE_TOKENS)
+    assert keys.data_ptr() == batch.cache.layers[0].keys.data_ptr()
+    assert stored_bytes([(keys, values)]) == 2 * keys.element_size() * 2 * 4 * (4 + SPARE_TOKENS)
