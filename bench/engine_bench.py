@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,113 +25,26 @@ from pathlib import Path
 
 import torch
 
+from bench.common import (
+    baseline,
+    build_bench_model,
+    cpu_name,
+    engine_run,
+    ensure_bench_model,
+    off_main_thread,
+    peak_rss_mb,
+    prompt_messages,
+    raw_generate,
+)
 from model.loader import LoadedModel, load_model
-from model.prompt import build_prompt
 from model.settings import GenerationSettings, ModelSettings
 from model.threaded_engine import ThreadedEngine
-from model.tiny_random import MARKER, SPECIAL_TOKENS, build_random_qwen2, build_tokenizer
 from model.types import ChatMessage, GenerationRequest
 
-QWEN_05B_SHAPE = {
-    "vocab_size": 151936,
-    "hidden_size": 1024,
-    "intermediate_size": 2816,
-    "num_layers": 24,
-    "num_heads": 16,
-    "num_kv_heads": 16,
-}
 DECODE_TOKENS = 64
 CONCURRENT = 8
 HISTORY_TOKENS = 1500
 FOLLOW_UP = "Please summarise the meeting notes and list the action items."
-WORD = " you"  # one token per repetition in the tiny tokenizer
-
-
-def build_bench_model(directory: Path) -> None:
-    """Random Qwen1.5-0.5B-shaped weights with the tiny tokenizer (ids beyond it are never emitted)."""
-    tokenizer = build_tokenizer()
-    pad_id, _, im_end_id = (tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS)
-    vocab = QWEN_05B_SHAPE["vocab_size"]
-    # Zero rows never win the argmax: generation stays inside the tiny vocabulary and never stops.
-    silent = [pad_id, im_end_id, *range(len(tokenizer), vocab)]
-    model = build_random_qwen2(eos_id=im_end_id, pad_id=pad_id, silent_ids=silent, **QWEN_05B_SHAPE)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(directory)
-    model.save_pretrained(directory)
-    (directory / MARKER).write_text("bench")
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def prompt_messages(loaded: LoadedModel, settings: GenerationSettings, tokens: int):
-    """A user message whose full ChatML prompt is exactly `tokens` long."""
-    overhead = len(
-        build_prompt(
-            loaded.tokenizer, settings.system_prompt, [ChatMessage("user", "")], 10**6
-        ).input_ids
-    )
-    messages = (ChatMessage("user", WORD * (tokens - overhead)),)
-    ids = build_prompt(loaded.tokenizer, settings.system_prompt, messages, 10**6).input_ids
-    assert len(ids) == tokens, (len(ids), tokens)
-    return messages, ids
-
-
-def raw_generate(loaded: LoadedModel, ids: list[int], new_tokens: int) -> float:
-    input_ids = torch.tensor([ids])
-    started = time.perf_counter()
-    with torch.inference_mode():
-        out = loaded.model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            do_sample=False,
-            max_new_tokens=new_tokens,
-            repetition_penalty=1.0,
-        )
-    elapsed = time.perf_counter() - started
-    assert out.shape[1] - len(ids) == new_tokens  # the eos row is zero: it never stops early
-    return elapsed
-
-
-def baseline(loaded: LoadedModel, ids: list[int], new_tokens: int) -> tuple[float, float]:
-    """(time to first token, decode tok/s) of raw generate: ttft = a 1-token run, decode = the rest."""
-    ttft = off_main_thread(raw_generate, loaded, ids, 1)
-    if new_tokens == 1:
-        return ttft, 0.0
-    total = off_main_thread(raw_generate, loaded, ids, new_tokens + 1)
-    return ttft, new_tokens / (total - ttft)
-
-
-def off_main_thread(fn, *args):
-    """Run `fn` in a short-lived thread and return its result.
-
-    Not on the main thread: each native thread that runs torch ops owns an OpenMP team for life,
-    and once libgomp manages more threads than there are cores it throttles its spin-wait, which
-    slowed decoding ~20% on 2 cores for whichever path ran beside the other's idle team. The
-    server never runs torch on its main thread either; a finished thread's team goes with it.
-    """
-    box: list = []
-    worker = threading.Thread(target=lambda: box.append(fn(*args)))
-    worker.start()
-    worker.join()
-    return box[0]
-
-
-def engine_run(engine: ThreadedEngine, messages, new_tokens: int, **kwargs) -> tuple[float, float]:
-    """(time to first text, decode tok/s) as a caller of the engine sees them."""
-    started = time.perf_counter()
-    stream = engine.stream(
-        GenerationRequest(messages=tuple(messages), max_new_tokens=new_tokens + 1, **kwargs)
-    )
-    first = None
-    for _delta in stream:
-        if first is None:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    assert stream.stats.completion_tokens == new_tokens + 1
-    decode = new_tokens / (end - first) if new_tokens > 1 else 0.0
-    return first - started, decode
 
 
 def concurrent_run(engine: ThreadedEngine, messages, streams: int, tokens: int) -> float:
@@ -213,11 +125,7 @@ def main() -> None:
     if args.build_only:
         build_bench_model(args.cache)
         return
-    if not (args.cache / MARKER).is_file():
-        print(
-            f"building the Qwen1.5-0.5B-shaped random model in {args.cache} (once) ...", flush=True
-        )
-        subprocess.run([*child(args), "--build-only"], check=True)
+    ensure_bench_model("bench.engine_bench", args.cache)
     if args.rss_probe:
         rss_probe(args)
         return
@@ -310,16 +218,6 @@ def report(runs, rss: dict[str, float], args, load_before: float, load_after: fl
     print(
         f"{label:<50}{rss['single_mb']:>8.0f}{rss['peak_rss_mb']:>8.0f}{'<=':>4}{1200:>5}  {verdict}"
     )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""Engine overhead benchmark (not a test): the fp32 engine against raw fp32 `model.generate`.
+
+The same weights and the same ids on both paths, so the difference is what the engine adds:
+prompt building, admission, the scheduler thread, streaming and incremental decoding. Measures,
+interleaved over several rounds in ONE run: time to first token for 128- and 512-token prompts,
+decode tokens/s over 64 tokens, and this process's peak RSS. Target: under 5% overhead.
+(bench.engine_bench measures the speed-ups: int8, prefix cache, batching.)
+
+    python -m bench.engine_overhead [--cache data/bench-model] [--threads 2] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+from pathlib import Path
+
+import torch
+
+from bench.common import (
+    baseline,
+    build_bench_model,
+    cpu_name,
+    engine_run,
+    ensure_bench_model,
+    off_main_thread,
+    peak_rss_mb,
+    prompt_messages,
+    raw_generate,
+)
+from model.loader import load_model
+from model.settings import GenerationSettings, ModelSettings
+from model.threaded_engine import ThreadedEngine
+
+DECODE_TOKENS = 64
+CASES = {  # name: (prompt tokens, new tokens)
+    "TTFT, 128-token prompt": (128, 1),
+    "TTFT, 512-token prompt": (512, 1),
+    f"decode tok/s, {DECODE_TOKENS} tokens": (128, DECODE_TOKENS),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path("data/bench-model"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build_only:
+        build_bench_model(args.cache)
+        return
+    ensure_bench_model("bench.engine_overhead", args.cache)
+
+    # Same path as the product's fp32 default; no prefix cache, so every round prefills in full.
+    model_settings = ModelSettings(
+        source="local", path=args.cache, threads=args.threads, prefix_cache_mb=0
+    )
+    loaded = load_model(args.cache, model_settings)
+    settings = GenerationSettings(
+        temperature=0.0, repetition_penalty=1.0, max_new_tokens=1024, max_input_tokens=4096
+    )
+    engine = ThreadedEngine(loaded, settings)
+    prompts = {n: prompt_messages(loaded, settings, n) for n in (128, 512)}
+    off_main_thread(raw_generate, loaded, prompts[128][1], 2)  # warm-up: page in the weights
+    engine_run(engine, prompts[128][0], 2)
+    load_before = os.getloadavg()[0]
+
+    results = {name: {"baseline": [], "engine": []} for name in CASES}
+    for round_no in range(args.rounds):
+        for name, (prompt_len, new_tokens) in CASES.items():
+            messages, ids = prompts[prompt_len]
+            order = ["baseline", "engine"] if round_no % 2 == 0 else ["engine", "baseline"]
+            for path in order:  # alternating the order spreads drift evenly
+                if path == "baseline":
+                    ttft, tps = baseline(loaded, ids, new_tokens)
+                else:
+                    ttft, tps = engine_run(engine, messages, new_tokens)
+                results[name][path].append(tps if name.startswith("decode") else ttft)
+    engine.close()
+    report(results, args, load_before, os.getloadavg()[0])
+
+
+def report(results, args, load_before: float, load_after: float) -> None:
+    print(f"\n{cpu_name()}; torch {torch.__version__}, {args.threads} threads")
+    print(f"{args.rounds} interleaved rounds; load average {load_before:.2f} -> {load_after:.2f}")
+    print(f"{'measure':<26}{'baseline':>10}{'engine':>10}{'ratio':>8}  (median; best-of-n)")
+    worst = 0.0
+    for name, runs in results.items():
+        decode = name.startswith("decode")
+        pick = max if decode else min
+        base, eng = statistics.median(runs["baseline"]), statistics.median(runs["engine"])
+        best_base, best_eng = pick(runs["baseline"]), pick(runs["engine"])
+        ratio, best_ratio = eng / base, best_eng / best_base
+        # Overhead: engine slower than baseline (longer TTFT, or fewer tokens per second).
+        worst = max(worst, (1 / best_ratio - 1) if decode else (best_ratio - 1))
+        print(
+            f"{name:<26}{base:>10.3f}{eng:>10.3f}{ratio:>8.3f}"
+            f"  best {best_base:.3f} / {best_eng:.3f} = {best_ratio:.3f}"
+        )
+    print(f"peak RSS of this process (model, baseline and engine): {peak_rss_mb():.0f} MB")
+    verdict = "PASS" if worst < 0.05 else "FAIL"
+    print(f"engine overhead, best-of-n, worst measure: {worst:+.1%} ({verdict}: target < 5%)")
+
+
+if __name__ == "__main__":
+    main()
