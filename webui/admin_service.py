@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,15 +10,13 @@ from typing import Any
 from auth.identity import User
 from auth.session_store import Session, SessionStore
 from store.events import (
-    ACCESS_DENIED,
     ADMIN_AUDIT_EXPORTED,
     ADMIN_AUDIT_VIEWED,
     ADMIN_SESSION_REVOKED,
     AuditEvent,
     AuditSink,
 )
-
-log = logging.getLogger("chat.admin")
+from webui.refusals import admin_refusal, record_refusal
 
 
 class AdminRefused(PermissionError):
@@ -61,26 +58,9 @@ class AdminService:
 
     def check(self, ctx: AdminContext, action: str) -> None:
         """Role and address, checked in every handler: hidden Gradio handlers are still callable."""
-        reason = None
-        if not ctx.user.is_admin:
-            reason = "not_admin"
-        else:
-            try:
-                self._require_admin_ip(ctx.ip)
-            except PermissionError:
-                reason = "ip_not_allowed:admin"
+        reason = admin_refusal(ctx.user, ctx.ip, self._require_admin_ip)
         if reason is not None:
-            log.warning("admin action refused", extra={"action": action, "reason": reason})
-            self._audit.record(
-                AuditEvent(
-                    ACCESS_DENIED,
-                    actor=ctx.user.key,
-                    ip=ctx.ip,
-                    request_id=ctx.request_id,
-                    target=action,
-                    outcome=reason,
-                )
-            )
+            record_refusal(self._audit, ctx, action, reason)
             raise AdminRefused(reason)
 
     def audit_page(self, ctx: AdminContext, query: AuditQuery) -> Any:

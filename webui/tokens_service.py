@@ -7,7 +7,6 @@ successors. Admin scope needs an admin creating it; admin listing and revoking r
 from __future__ import annotations
 
 import ipaddress
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +15,8 @@ from datetime import UTC, datetime, timedelta
 from auth.api_settings import ApiSettings
 from auth.identity import User
 from store.api_tokens import ApiToken, ApiTokenStore, NewToken
-from store.events import ACCESS_DENIED, TOKEN_CREATED, TOKEN_REVOKED, AuditEvent, AuditSink
-
-log = logging.getLogger("chat.tokens")
+from store.events import TOKEN_CREATED, TOKEN_REVOKED, AuditEvent, AuditSink
+from webui.refusals import admin_refusal, record_refusal
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 MAX_CIDRS = 20
@@ -81,10 +79,8 @@ class TokensService:
                 f"Choose an expiry between 1 and {self._settings.token_max_days} days."
             )
         ranges = parse_cidrs(cidrs)
-        if admin_scope and not ctx.user.is_admin:
-            self._deny(ctx, "tokens.create_admin", "not_admin")
         if admin_scope:
-            self._admin_address(ctx, "tokens.create_admin")
+            self._admin(ctx, "tokens.create_admin")
         mine = [
             t for t in self._store.list_tokens(ctx.user.key) if t.status(self._clock()) == "active"
         ]
@@ -129,28 +125,12 @@ class TokensService:
             self._deny(ctx, action, "from_token")
 
     def _admin(self, ctx: TokenContext, action: str) -> None:
-        if not ctx.user.is_admin:
-            self._deny(ctx, action, "not_admin")
-        self._admin_address(ctx, action)
-
-    def _admin_address(self, ctx: TokenContext, action: str) -> None:
-        try:
-            self._require_admin_ip(ctx.ip)
-        except PermissionError:
-            self._deny(ctx, action, "ip_not_allowed:admin")
+        reason = admin_refusal(ctx.user, ctx.ip, self._require_admin_ip)
+        if reason is not None:
+            self._deny(ctx, action, reason)
 
     def _deny(self, ctx: TokenContext, action: str, reason: str) -> None:
-        log.warning("token action refused", extra={"action": action, "reason": reason})
-        self._audit.record(
-            AuditEvent(
-                ACCESS_DENIED,
-                actor=ctx.user.key,
-                ip=ctx.ip,
-                request_id=ctx.request_id,
-                target=action,
-                outcome=reason,
-            )
-        )
+        record_refusal(self._audit, ctx, action, reason)
         raise TokensRefused(reason)
 
     def _record(self, ctx: TokenContext, kind: str, token: ApiToken, details: dict) -> None:

@@ -1,0 +1,50 @@
+"""Refusing an action in a service handler: why (role, then address), and the audit record of it.
+
+Gradio handlers hidden from a page are still callable by name, so every admin-only handler asks
+here itself; the admin tab and the API tokens tab share the rule and the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from auth.identity import User
+from store.events import ACCESS_DENIED, AuditEvent, AuditSink
+
+log = logging.getLogger("chat.refusals")
+
+
+class Caller(Protocol):
+    user: User
+    ip: str | None
+    request_id: str | None
+
+
+def admin_refusal(
+    user: User, ip: str | None, require_admin_ip: Callable[[str | None], None]
+) -> str | None:
+    """None when `user` is an admin calling from an admin address, else the reason."""
+    if not user.is_admin:
+        return "not_admin"
+    try:
+        require_admin_ip(ip)
+    except PermissionError:
+        return "ip_not_allowed:admin"
+    return None
+
+
+def record_refusal(audit: AuditSink, caller: Caller, action: str, reason: str) -> None:
+    """Log (no personal data) and audit an access.denied for `action`."""
+    log.warning("action refused", extra={"action": action, "reason": reason})
+    audit.record(
+        AuditEvent(
+            ACCESS_DENIED,
+            actor=caller.user.key,
+            ip=caller.ip,
+            request_id=caller.request_id,
+            target=action,
+            outcome=reason,
+        )
+    )
