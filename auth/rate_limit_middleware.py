@@ -29,19 +29,22 @@ class RateLimitMiddleware:
         limiter: RateLimiter,
         login_paths: tuple[str, ...] = ("/login",),
         auth_gate_runs_first: bool = True,
+        exempt_paths: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.login_paths = login_paths
+        # Health probes: instant, and they must answer for this process even when Redis is down.
+        self.exempt_paths = frozenset(exempt_paths)
         self.auth_gate_runs_first = auth_gate_runs_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path = app_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in self.exempt_paths:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         ip = client_ip(scope) or "unknown"
-        path = app_path(scope)
         if any(path == p or path.startswith(p + "/") for p in self.login_paths):
             decision = await self._run(self.limiter.hit_login, ip)
             if isinstance(decision, Limited):

@@ -16,6 +16,7 @@ from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.strategies import RateLimiter as RateLimiterStrategy
 
 from auth.network_settings import LimitSettings
+from auth.redis_client import TIMEOUT_SECONDS
 from store.events import RATE_LIMITED, AuditEvent, AuditSink
 
 logger = logging.getLogger("chat.limits")
@@ -52,7 +53,13 @@ class RateLimiter:
 
     def __init__(self, settings: LimitSettings, audit: AuditSink) -> None:
         options = (
-            {} if settings.storage.startswith("memory://") else {"key_prefix": settings.key_prefix}
+            {}
+            if settings.storage.startswith("memory://")
+            else {
+                "key_prefix": settings.key_prefix,
+                "socket_timeout": TIMEOUT_SECONDS,  # a stuck Redis fails the request, not hangs it
+                "socket_connect_timeout": TIMEOUT_SECONDS,
+            }
         )
         self._storage = storage_from_string(settings.storage, **options)
         self._moving = MovingWindowRateLimiter(self._storage)

@@ -20,8 +20,7 @@ import redis
 
 from auth.gradio_binding import SessionHashBindings
 from auth.login_state import LoginState, LoginStateStore
-
-_TIMEOUT_SECONDS = 5.0  # a stuck Redis fails the request instead of hanging it
+from auth.redis_client import connect
 
 # Bind on first use, refresh the owner's TTL, refuse anyone else: one atomic round trip per request.
 _CLAIM = """
@@ -45,13 +44,6 @@ def _utc_now() -> datetime:
 def _digest(value: str) -> str:
     """Client-chosen values become fixed-length keys (and do not sit in Redis in the clear)."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def connect(url: str) -> redis.Redis:
-    """A client for the shared Redis with bounded timeouts; the connection opens at first use."""
-    return redis.Redis.from_url(
-        url, socket_timeout=_TIMEOUT_SECONDS, socket_connect_timeout=_TIMEOUT_SECONDS
-    )
 
 
 class RedisLoginStateStore:

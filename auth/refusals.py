@@ -18,6 +18,7 @@ _TITLES = {
     403: "Access refused",
     413: "Request too large",
     429: "Too many requests",
+    503: "Temporarily unavailable",
 }
 
 

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-import redis
-
 from auth.network_settings import LimitSettings
+from auth.redis_client import connect
 
 
 class GenerationInProgress(Exception):
@@ -71,7 +70,7 @@ return 0
 
 class RedisGenerationLocks:
     def __init__(self, url: str, key_prefix: str) -> None:
-        self._redis = redis.Redis.from_url(url)
+        self._redis = connect(url)  # bounded timeouts: a stuck Redis fails the turn, not hangs it
         self._prefix = f"{key_prefix}:generation:"
         self._release = self._redis.register_script(_RELEASE)
 

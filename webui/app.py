@@ -25,6 +25,7 @@ from auth.rate_limit_middleware import RateLimitMiddleware
 from auth.route_gate import RequestAuthenticator
 from auth.security_headers import SecurityHeadersMiddleware
 from auth.session_store import MemorySessionStore, SessionStore
+from auth.shared_state_outage import SharedStateOutageMiddleware
 from auth.token_checks import OneTimeIds
 from config import Settings
 from model.engine import Engine
@@ -185,6 +186,7 @@ def _install_middleware(
             RateLimitMiddleware,
             limiter=services.limiter,
             login_paths=("/login", "/auth/callback"),
+            exempt_paths=("/healthz", "/readyz"),
         )
     auth = install_auth(
         app,
@@ -198,6 +200,7 @@ def _install_middleware(
         extra_public_paths=("/metrics",),
     )
     app.state.auth = auth
+    app.add_middleware(SharedStateOutageMiddleware)  # Redis down: 503 "try again", not 500
     app.add_middleware(CredentialRefusalMiddleware)  # bad bearer tokens: a clear 401/403, not 500
     app.add_middleware(
         OriginCheckMiddleware,

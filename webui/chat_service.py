@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from redis.exceptions import RedisError
+
 from auth.identity import User
 from auth.rate_limits import Limited
 from auth.user_concurrency import GenerationInProgress
@@ -116,20 +118,20 @@ class ChatService:
         if self._draining:
             yield ReplyUpdate(conversation_id, "", "refused", text("shutting_down", ctx.locale))
             return
-        refusal = self._refusal(ctx, conversation_id, message)
-        if refusal is not None:
-            yield ReplyUpdate(conversation_id, "", "refused", refusal)
-            return
         with contextlib.ExitStack() as held:
-            held.enter_context(self._tracked())
-            if self._guards.concurrency is not None:
-                try:
+            try:
+                refusal = self._refusal(ctx, conversation_id, message)
+                if refusal is None and self._guards.concurrency is not None:
                     held.enter_context(self._guards.concurrency.hold(ctx.user.key))
-                except GenerationInProgress:
-                    yield ReplyUpdate(
-                        conversation_id, "", "refused", text("one_at_a_time", ctx.locale)
-                    )
-                    return
+            except GenerationInProgress:
+                refusal = text("one_at_a_time", ctx.locale)
+            except RedisError:  # limits and locks unreachable: refuse, never run unchecked
+                log.error("shared state unreachable: turn refused")
+                refusal = text("unavailable", ctx.locale)
+            if refusal is not None:
+                yield ReplyUpdate(conversation_id, "", "refused", refusal)
+                return
+            held.enter_context(self._tracked())
             yield from self._turn(ctx, conversation_id, message)
 
     def start_draining(self) -> None:
@@ -253,7 +255,10 @@ class ChatService:
             )
             self._record(ctx, conversation_id, message, stats, _saved_status(status))
             if self._guards.limiter is not None and stats.completion_tokens:
-                self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
+                try:
+                    self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
+                except RedisError:  # the reply is saved and audited; only the quota misses it
+                    log.error("shared state unreachable: tokens not counted")
 
     def _record(
         self,

@@ -1,0 +1,53 @@
+"""Redis unreachable: requests get 503 "try again" (never a 500), and no chat runs unchecked."""
+
+from __future__ import annotations
+
+import httpx
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from auth.identity import User
+from model.fake_engine import FakeEngine
+from model.settings import GenerationSettings
+from store.events import MemoryAuditSink
+from tests.live_server import free_port
+from tests.webui.fakes import MemoryHistory
+from webui.chat_service import ChatService, TurnContext, TurnGuards
+
+BROWSER = {"accept": "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate"}
+ALICE = User(issuer="https://idp.test", subject="alice", email=None, groups=("staff",))
+
+
+def test_with_redis_down_every_request_gets_a_retryable_503(chat_server):
+    nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
+    chat = chat_server(limits={"storage": nothing_listens, "key_prefix": "outage-test"})
+    with httpx.Client(base_url=chat.url, timeout=30) as client:
+        page = client.get("/login", headers=BROWSER)
+        assert page.status_code == 503
+        assert page.headers["retry-after"] == "5"
+        assert "Temporarily unavailable" in page.text and "Try again" in page.text
+        script = client.get("/login", headers={"accept": "application/json"})
+        assert script.status_code == 503
+        assert "Try again" in script.json()["detail"]
+        assert client.get("/healthz").status_code == 200  # liveness does not depend on Redis
+
+
+class UnreachableLimiter:
+    def hit_chat(self, user_key, ip=None):
+        raise RedisConnectionError("Connection refused")
+
+    check_tokens = consume_tokens = hit_chat
+
+
+def test_a_turn_whose_limits_cannot_be_checked_is_refused_not_run():
+    engine, history = FakeEngine(delay=0.0), MemoryHistory()
+    service = ChatService(
+        engine,
+        history,
+        MemoryAuditSink(),
+        GenerationSettings(),
+        TurnGuards(limiter=UnreachableLimiter()),
+    )
+    (update,) = list(service.reply(TurnContext(ALICE), None, "hello"))
+    assert update.status == "refused"
+    assert "try again" in update.notice.lower()
+    assert engine.requests == [] and history.conversations == {}  # nothing ran, nothing half-saved
