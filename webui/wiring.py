@@ -36,6 +36,7 @@ def build_services(settings: Settings) -> Services:
     from store.prompt_policy import PromptPolicy
     from store.retention_job import RetentionJob
     from store.sql_session_store import SqlSessionStore
+    from store.token_policy_tap import TokenPolicyTap
 
     try:
         validate_auth_settings(settings)
@@ -70,7 +71,8 @@ def build_services(settings: Settings) -> Services:
     return Services(
         engine=engine,
         history=history,
-        audit=audit,
+        # Logins go through here: a refused login or a lost admin role also revokes tokens.
+        audit=TokenPolicyTap(audit, tokens, _utc_now),
         sessions=sessions,
         audit_log=audit,
         limiter=limiter,

@@ -1,0 +1,58 @@
+"""Personal tokens follow the login policy, which otherwise runs only at login.
+
+A token carries its owner as at creation, so without this a person removed from the allowed
+groups, or from the admin groups, would keep their scripts' access until the token expired. The
+IdP is asked about a person only when they log in, so that is when tokens are brought in line:
+a refused login revokes every live token of that person; a login without the admin role revokes
+their admin-scope tokens. Each revocation is audited. (Someone who never logs in again keeps their
+tokens until expiry, at most `api.token_max_days`, unless an admin revokes them in the tokens tab.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from store.api_tokens import ApiToken, ApiTokenStore
+from store.events import LOGIN_REFUSED, LOGIN_SUCCESS, TOKEN_REVOKED, AuditEvent, AuditSink
+
+REVOKED_BY = "login-policy"
+
+
+class TokenPolicyTap:
+    """An AuditSink that records to `inner`, then revokes tokens a login event says must go."""
+
+    def __init__(
+        self, inner: AuditSink, tokens: ApiTokenStore, clock: Callable[[], datetime]
+    ) -> None:
+        self._inner = inner
+        self._tokens = tokens
+        self._clock = clock
+
+    def record(self, event: AuditEvent) -> None:
+        self._inner.record(event)
+        if event.actor is None:  # protocol failures: nobody verified, nothing to revoke
+            return
+        if event.type == LOGIN_REFUSED:
+            self._revoke(event, "owner_refused_at_login", lambda token: True)
+        elif event.type == LOGIN_SUCCESS and event.outcome != "admin":
+            self._revoke(event, "owner_no_longer_admin", lambda token: token.admin_scope)
+
+    def _revoke(self, event: AuditEvent, reason: str, which: Callable[[ApiToken], bool]) -> None:
+        now, owner = self._clock(), event.actor
+        for token in self._tokens.list_tokens(owner):
+            if token.status(now) != "active" or not which(token):
+                continue
+            if self._tokens.revoke(token.id, by=REVOKED_BY, owner_key=owner) is None:
+                continue  # revoked meanwhile
+            self._inner.record(
+                AuditEvent(
+                    TOKEN_REVOKED,
+                    actor=owner,
+                    ip=event.ip,
+                    request_id=event.request_id,
+                    target=token.id,
+                    outcome=reason,
+                    details={"name": token.name, "owner": owner, "by": REVOKED_BY},
+                )
+            )
