@@ -39,6 +39,7 @@ from webui.i18n import build_i18n
 from webui.metrics import Metrics, MetricsMiddleware, metrics_router
 from webui.metrics_tap import MetricsAuditTap
 from webui.request_id import RequestIdMiddleware
+from webui.session_watch import session_watch_head, session_watch_router
 from webui.signout_page import signout_router
 from webui.tokens_service import TokensService
 
@@ -113,7 +114,9 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
             lambda ip: access.require_admin_ip(ip, services.audit),
         )
     app.include_router(export_router(services.history, admin))
-    app.include_router(signout_router(settings.server.public_url + settings.server.root_path))
+    base_url = settings.server.public_url + settings.server.root_path
+    app.include_router(signout_router(base_url))
+    app.include_router(session_watch_router(base_url))
     _mount_page(app, settings, services, chat, admin, tokens)
     _install_middleware(app, settings, services, access, metrics)
     return app
@@ -174,6 +177,7 @@ def _mount_page(
         footer_links=["api"],
         i18n=build_i18n(),
         theme=page_theme(),
+        head=session_watch_head(base),
     )
 
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import Page, expect
 
 from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_pages import ChatPage, sign_in_to_chat
@@ -59,16 +59,6 @@ class AuditTab:
         return result.inner_text()
 
 
-def redirect_chain(response: Response | None) -> list[str]:
-    """Every URL a navigation went through, first to last."""
-    assert response is not None
-    urls, request = [], response.request
-    while request is not None:
-        urls.insert(0, request.url)
-        request = request.redirected_from
-    return urls
-
-
 def test_admin_finds_exports_and_revokes_staff_activity(
     page: Page,
     open_browser: Callable[..., Page],
@@ -104,15 +94,18 @@ def test_admin_finds_exports_and_revokes_staff_activity(
     screenshot(admin.page, "admin-sessions-revoked")
     assert chat_app.active_sessions(STAFF) == []
 
-    # The staff member's next action is refused, and their next page load goes through login.
+    # The staff member's next action is refused, and sends their browser to the login page.
     staff.message_box.fill(f"after revocation ({marker})")
-    with page.expect_response("**/gradio_api/queue/join*") as refused:
+    with (
+        page.expect_request(lambda r: r.is_navigation_request() and "/login?" in r.url) as to_login,
+        page.expect_response("**/gradio_api/queue/join*") as refused,
+    ):
         page.locator("#send").click()
     assert refused.value.status == 401
-    expect(staff.user_messages.filter(has_text="after revocation")).to_have_count(0)
-    chain = redirect_chain(page.reload())
-    assert chain[1].startswith(chat_app.url + "/login?"), chain
+    assert to_login.value.url.startswith(chat_app.url + "/login?next=")
     staff.expect_loaded()  # the IdP session lives on, so login completes without a form
+    expect(staff.user_messages.filter(has_text="after revocation")).to_have_count(0)
+    assert len(chat_app.active_sessions(STAFF)) == 1  # a new session, from a new login
 
 
 def test_staff_page_has_no_audit_tab_and_admin_export_refuses_staff(
