@@ -137,6 +137,19 @@ class ApiTokenStore:
             done = session.execute(statement.values(revoked_at=self._clock(), revoked_by=by))
         return self.get(token_id) if done.rowcount else None
 
+    def revoke_owned(
+        self, owner_key: str, by: str, admin_scope_only: bool = False
+    ) -> list[ApiToken]:
+        """Revoke every live token of `owner_key` (or only the admin-scope ones); those revoked."""
+        now, revoked = self._clock(), []
+        for token in self.list_tokens(owner_key):
+            if token.status(now) != "active" or (admin_scope_only and not token.admin_scope):
+                continue
+            done = self.revoke(token.id, by, owner_key)
+            if done is not None:  # not revoked meanwhile
+                revoked.append(done)
+        return revoked
+
     def mark_used(self, token_id: str, when: datetime, ip: str | None) -> None:
         with self._db.write() as session:
             session.execute(

@@ -10,10 +10,7 @@ tokens until expiry, at most `api.token_max_days`, unless an admin revokes them 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
-from store.api_tokens import ApiToken, ApiTokenStore
+from store.api_tokens import ApiTokenStore
 from store.events import LOGIN_REFUSED, LOGIN_SUCCESS, TOKEN_REVOKED, AuditEvent, AuditSink
 
 REVOKED_BY = "login-policy"
@@ -22,29 +19,22 @@ REVOKED_BY = "login-policy"
 class TokenPolicyTap:
     """An AuditSink that records to `inner`, then revokes tokens a login event says must go."""
 
-    def __init__(
-        self, inner: AuditSink, tokens: ApiTokenStore, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, inner: AuditSink, tokens: ApiTokenStore) -> None:
         self._inner = inner
         self._tokens = tokens
-        self._clock = clock
 
     def record(self, event: AuditEvent) -> None:
         self._inner.record(event)
         if event.actor is None:  # protocol failures: nobody verified, nothing to revoke
             return
         if event.type == LOGIN_REFUSED:
-            self._revoke(event, "owner_refused_at_login", lambda token: True)
+            self._revoke(event, "owner_refused_at_login", admin_scope_only=False)
         elif event.type == LOGIN_SUCCESS and event.outcome != "admin":
-            self._revoke(event, "owner_no_longer_admin", lambda token: token.admin_scope)
+            self._revoke(event, "owner_no_longer_admin", admin_scope_only=True)
 
-    def _revoke(self, event: AuditEvent, reason: str, which: Callable[[ApiToken], bool]) -> None:
-        now, owner = self._clock(), event.actor
-        for token in self._tokens.list_tokens(owner):
-            if token.status(now) != "active" or not which(token):
-                continue
-            if self._tokens.revoke(token.id, by=REVOKED_BY, owner_key=owner) is None:
-                continue  # revoked meanwhile
+    def _revoke(self, event: AuditEvent, reason: str, admin_scope_only: bool) -> None:
+        owner = event.actor
+        for token in self._tokens.revoke_owned(owner, REVOKED_BY, admin_scope_only):
             self._inner.record(
                 AuditEvent(
                     TOKEN_REVOKED,

@@ -13,6 +13,7 @@ from store.events import (
     ADMIN_AUDIT_EXPORTED,
     ADMIN_AUDIT_VIEWED,
     ADMIN_SESSION_REVOKED,
+    TOKEN_REVOKED,
     AuditEvent,
     AuditSink,
 )
@@ -41,6 +42,12 @@ class AuditQuery:
     page_size: int = 50
 
 
+@dataclass(frozen=True)
+class UserRevoked:
+    sessions: int  # sessions ended
+    tokens: int  # API tokens revoked
+
+
 class AdminService:
     def __init__(
         self,
@@ -49,10 +56,12 @@ class AdminService:
         sessions: SessionStore,
         require_admin_ip: Callable[[str | None], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tokens: Any = None,  # store.api_tokens.ApiTokenStore: a user's tokens go with their sessions
     ) -> None:
         self._log = audit_log
         self._audit = audit
         self._sessions = sessions
+        self._tokens = tokens
         self._require_admin_ip = require_admin_ip
         self._clock = clock
 
@@ -101,11 +110,15 @@ class AdminService:
         self._record(ctx, ADMIN_SESSION_REVOKED, handle[:20], {"ended": int(ended)})
         return ended
 
-    def revoke_user(self, ctx: AdminContext, user_key: str) -> int:
+    def revoke_user(self, ctx: AdminContext, user_key: str) -> UserRevoked:
+        """End every session of the user and revoke their API tokens: all their access, now."""
         self.check(ctx, "sessions.revoke_user")
         ended = self._sessions.revoke_user(user_key)
         self._record(ctx, ADMIN_SESSION_REVOKED, user_key, {"ended": ended})
-        return ended
+        revoked = self._tokens.revoke_owned(user_key, ctx.user.key) if self._tokens else []
+        for token in revoked:
+            self._record(ctx, TOKEN_REVOKED, token.id, {"name": token.name, "owner": user_key})
+        return UserRevoked(sessions=ended, tokens=len(revoked))
 
     def _record(
         self, ctx: AdminContext, event_type: str, target: str | None, details: dict[str, Any]

@@ -125,7 +125,8 @@ def _sessions_section(admin: AdminService) -> None:
                     "Session ended." if admin.revoke_session(ctx, target) else "No such session."
                 )
             elif target:
-                message = f"{admin.revoke_user(ctx, target)} session(s) ended."
+                done = admin.revoke_user(ctx, target)
+                message = f"{done.sessions} session(s) ended, {done.tokens} API token(s) revoked."
             else:
                 message = "Enter a session handle or a user key from the table."
         except AdminRefused:

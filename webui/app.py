@@ -104,6 +104,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
             services.audit,
             services.sessions,
             lambda ip: access.require_admin_ip(ip, services.audit),
+            tokens=services.api_tokens,
         )
     tokens = None
     if services.api_tokens is not None:

@@ -72,7 +72,7 @@ def build_services(settings: Settings) -> Services:
         engine=engine,
         history=history,
         # Logins go through here: a refused login or a lost admin role also revokes tokens.
-        audit=TokenPolicyTap(audit, tokens, _utc_now),
+        audit=TokenPolicyTap(audit, tokens),
         sessions=sessions,
         audit_log=audit,
         limiter=limiter,

@@ -22,7 +22,7 @@ def setup(database, clock):
         "plain": tokens.create(replace(CAROL, is_admin=False), "nightly", week).token,
         "bob": tokens.create(BOB, "bob's", week).token,
     }
-    return tokens, audit, TokenPolicyTap(audit, tokens, clock), made
+    return tokens, audit, TokenPolicyTap(audit, tokens), made
 
 
 def statuses(tokens, clock, made):

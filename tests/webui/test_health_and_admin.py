@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from auth.identity import User
 from model.fake_engine import FakeEngine
-from store.events import ACCESS_DENIED, ADMIN_AUDIT_EXPORTED, ADMIN_SESSION_REVOKED, LOGIN_SUCCESS
-from webui.admin_service import AdminContext, AdminRefused, AdminService, AuditQuery
+from store.events import (
+    ACCESS_DENIED,
+    ADMIN_AUDIT_EXPORTED,
+    ADMIN_SESSION_REVOKED,
+    LOGIN_SUCCESS,
+    TOKEN_REVOKED,
+)
+from webui.admin_service import (
+    AdminContext,
+    AdminRefused,
+    AdminService,
+    AuditQuery,
+    UserRevoked,
+)
 
 
 class SwitchableEngine(FakeEngine):
@@ -57,18 +70,29 @@ def test_staff_cannot_export_the_audit_trail_and_the_attempt_is_audited(chat_ser
     assert [(r.actor, r.outcome) for r in denied] == [(chat.key("alice"), "not_admin")]
 
 
-def test_admin_revokes_a_users_sessions_and_their_next_request_goes_to_login(chat_server):
+def test_admin_revokes_a_users_sessions_and_tokens_and_both_stop_working(chat_server):
     chat = chat_server()
     alice = chat.login("alice")
     assert alice.get("/export/none.md").status_code == 404  # logged in: the route answers
+    owner = User(issuer=chat.issuer, subject="alice", groups=("staff",))
+    made = chat.services.api_tokens.create(owner, "cron", datetime.now(UTC) + timedelta(days=5))
+    script = {"Authorization": f"Bearer {made.secret}"}
+    assert httpx.get(chat.url + "/config", headers=script, timeout=10).status_code == 200
     admin = AdminService(
-        chat.services.audit_log, chat.services.audit, chat.services.sessions, lambda ip: None
+        chat.services.audit_log,
+        chat.services.audit,
+        chat.services.sessions,
+        lambda ip: None,
+        tokens=chat.services.api_tokens,
     )
     ctx = AdminContext(User(issuer=chat.issuer, subject="admin1", is_admin=True), "127.0.0.1")
-    assert admin.revoke_user(ctx, chat.key("alice")) == 1
+    assert admin.revoke_user(ctx, chat.key("alice")) == UserRevoked(sessions=1, tokens=1)
     again = alice.get("/", headers={"Accept": "text/html"})
     assert again.status_code == 302 and "/login" in again.headers["location"]
+    assert httpx.get(chat.url + "/config", headers=script, timeout=10).status_code == 401
     assert chat.services.audit_log.query(type=ADMIN_SESSION_REVOKED).total == 1
+    (revoked,) = chat.services.audit_log.query(type=TOKEN_REVOKED).records
+    assert revoked.actor == chat.key("admin1") and revoked.target == made.token.id
 
 
 def test_admin_service_refuses_non_admins_and_admins_from_outside_the_admin_network():
