@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
 from auth import redis_state
 from tests.auth.conftest import login
 from tests.auth.fake_idp import DROP, LoginPlan
-from tests.scaleout.conftest import REDIS_URL
+from tests.backends import REDIS_URL, redis_namespace
 
 ENDPOINT = "/auth/backchannel-logout"
 
@@ -92,17 +91,15 @@ def test_replayed_logout_token_is_refused(chat_app, fake_idp):
 
 
 def test_a_logout_token_used_on_one_replica_is_refused_on_another(chat_app, fake_idp):
-    client, prefix = redis_state.connect(REDIS_URL), f"test-{uuid.uuid4().hex[:12]}"
-    try:
+    client = redis_state.connect(REDIS_URL)
+    with redis_namespace("test") as prefix:
         shared = {"logout_token_ids": redis_state.RedisOneTimeIds(client, prefix)}
         one, two = chat_app(auth_kwargs=shared), chat_app(auth_kwargs=shared)
         token = fake_idp.logout_token()
         assert one.client().post(ENDPOINT, data={"logout_token": token}).status_code == 200
         assert two.client().post(ENDPOINT, data={"logout_token": token}).status_code == 400
         assert two.audit.of_type("access.denied")[-1].outcome == "replayed_logout_token"
-    finally:
-        client.delete(*client.keys(f"{prefix}:*") or [f"{prefix}:none"])
-        client.close()
+    client.close()
 
 
 def test_missing_logout_token_is_a_bad_request(chat_app):

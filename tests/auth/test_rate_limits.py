@@ -25,8 +25,7 @@ from auth.user_concurrency import (
     UserConcurrency,
 )
 from store.events import RATE_LIMITED, MemoryAuditSink
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.backends import REDIS_URL
 
 
 @pytest.fixture

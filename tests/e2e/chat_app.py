@@ -10,26 +10,21 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import redis
-
 from config import Settings
 from model.engine import Engine, GenerationStream
 from model.types import GenerationRequest, TextDelta
+from tests.backends import REDIS_URL, postgres_schema, postgres_url, redis_namespace
 from tests.e2e.harness import IdpAccount, IdpClient
 from tests.live_server import live_server
 from webui.app import Services, create_app
 from webui.wiring import build_services
 
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SCOPES = ("openid", "email", "profile", "groups")
 POST_LOGOUT_PATH = "/logged-out"
 # The tiny model never emits end-of-sequence, so every reply is exactly this long; at
@@ -138,44 +133,13 @@ def chat_settings(
 
 
 @contextlib.contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test database, and a URL whose connections use it; dropped afterwards."""
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-        )
-    finally:
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@contextlib.contextmanager
-def redis_namespace() -> Iterator[str]:
-    """A key prefix of our own in the shared Redis; its keys are deleted afterwards."""
-    prefix = f"e2e-{uuid.uuid4().hex[:12]}"
-    try:
-        yield prefix
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            keys = list(client.scan_iter(match=f"*{prefix}*", count=500))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-
-
-@contextlib.contextmanager
 def run_chat_app(issuer: str, client: IdpClient, model_cache: Path) -> Iterator[ChatApp]:
     """Build the services from settings (migrating the fresh schema), serve the app, tear it all down."""
-    with postgres_schema() as database_url, redis_namespace() as key_prefix:
+    with postgres_schema("e2e") as schema, redis_namespace("e2e") as key_prefix:
         settings = chat_settings(
             issuer,
             client,
-            database_url=database_url,
+            database_url=postgres_url(schema),
             key_prefix=key_prefix,
             model_cache=model_cache,
         )

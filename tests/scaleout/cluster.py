@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import oidc_provider_mock
-import psycopg
-import redis
 import werkzeug.serving
 
 from store.database import create_database, migrate
+from tests.backends import REDIS_URL, postgres_schema, postgres_url, redis_namespace
 from tests.live_server import free_port
-from tests.scaleout.conftest import REDIS_URL
 from tests.scaleout.replica import ReplicaConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 STAFF = ("rita", "lou", "carol", "dave", "erin")
 START_TIMEOUT = 60.0
 
@@ -117,33 +113,13 @@ def identity_provider() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def postgres_schema() -> Iterator[tuple[str, str]]:
+def migrated_schema() -> Iterator[str]:
     """A throw-away schema, migrated once (as `launch.py migrate` would be before the replicas)."""
-    schema = f"scaleout_{uuid.uuid4().hex[:12]}"
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        database = create_database(url)
+    with postgres_schema("scaleout") as schema:
+        database = create_database(postgres_url(schema))
         migrate(database)
         database.dispose()
-        yield schema, url
-    finally:
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@contextlib.contextmanager
-def redis_namespace() -> Iterator[str]:
-    prefix = f"scaleout-{uuid.uuid4().hex[:12]}"
-    try:
-        yield prefix
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        yield schema
 
 
 def _environment() -> dict[str, str]:
@@ -191,8 +167,9 @@ def two_replicas(log_dir: Path, chat_per_minute: int) -> Iterator[Cluster]:
     port_a, port_b = free_port(), free_port()
     a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
     with contextlib.ExitStack() as stack:
-        schema, database_url = stack.enter_context(postgres_schema())
-        prefix = stack.enter_context(redis_namespace())
+        schema = stack.enter_context(migrated_schema())
+        database_url = postgres_url(schema)
+        prefix = stack.enter_context(redis_namespace("scaleout"))
         issuer = stack.enter_context(identity_provider())
         shared = {
             "public_url": a,

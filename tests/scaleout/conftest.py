@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.backends import REDIS_URL, redis_namespace
 
 
 @pytest.fixture
 def key_prefix() -> Iterator[str]:
     """A fresh namespace; every key under it is deleted afterwards."""
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with redis_namespace("test") as prefix:
+        yield prefix
 
 
 @pytest.fixture

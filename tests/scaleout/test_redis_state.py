@@ -16,7 +16,7 @@ from auth.redis_state import (
     RedisSessionHashBindings,
     shared_auth_state,
 )
-from tests.scaleout.conftest import REDIS_URL
+from tests.backends import REDIS_URL
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ALICE, MALLORY = "https://idp.example|alice", "https://idp.example|mallory"

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from store.audit_cli import verify_audit
-from tests.scaleout.cluster import POSTGRES_DSN, Cluster, two_replicas
+from tests.backends import POSTGRES_DSN
+from tests.scaleout.cluster import Cluster, two_replicas
 
 CHAT_PER_MINUTE = 4
 

@@ -3,11 +3,9 @@ each PostgreSQL test in its own throw-away schema so parallel runs do not clash.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 
 from store.audit_log import AuditLog
@@ -15,8 +13,7 @@ from store.chat_history import ChatHistory
 from store.database import Database, create_database, migrate
 from store.events import MemoryAuditSink
 from store.masking import Masker
-
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.backends import postgres_schema, postgres_url
 
 
 class FakeClock:
@@ -32,10 +29,6 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
-def postgres_url(schema: str) -> str:
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -43,14 +36,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
-    schema = f"store_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with postgres_schema("store_test") as schema:
         yield schema
-    finally:
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture
