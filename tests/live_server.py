@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -10,11 +11,23 @@ from collections.abc import Iterator
 
 import uvicorn
 
+# Below Linux's ephemeral range (32768-60999), which the OS hands to outgoing connections: a port
+# picked there could be taken by some client socket between free_port() and the server's bind.
+_PORTS = range(20000, 32000)
+_random = random.Random()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on now, outside the range outgoing connections draw from."""
+    for _ in range(200):
+        port = _random.choice(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS} on {host}")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.chat_app import ChatApp, app_client, run_chat_app
-from tests.e2e.harness import Idp, IdpClient, free_port, run_idp
+from tests.e2e.harness import Idp, IdpClient, run_idp
+from tests.live_server import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"

@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -91,13 +90,6 @@ class Idp:
     @property
     def metadata_url(self) -> str:
         return self.issuer + "/.well-known/openid-configuration"
-
-
-def free_port() -> int:
-    """A loopback port free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def _read_ready_line(proc: subprocess.Popen[str], timeout: float) -> str:
