@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import redis
 
-TIMEOUT_SECONDS = (
-    5.0  # a stuck Redis fails the request (503, see shared_state_outage), not hangs it
-)
+# A stuck Redis fails the request (503, see shared_state_outage) instead of hanging it.
+TIMEOUT_SECONDS = 5.0
 
 
 def connect(url: str) -> redis.Redis:

@@ -21,6 +21,7 @@ import redis
 from auth.gradio_binding import SessionHashBindings
 from auth.login_state import LoginState, LoginStateStore
 from auth.redis_client import connect
+from auth.token_checks import OneTimeIds
 
 # Bind on first use, refresh the owner's TTL, refuse anyone else: one atomic round trip per request.
 _CLAIM = """
@@ -120,7 +121,7 @@ class SharedAuthState:
 
     login_states: LoginStateStore
     bindings: SessionHashBindings
-    logout_token_ids: RedisOneTimeIds
+    logout_token_ids: OneTimeIds
     close: Callable[[], None]
 
 

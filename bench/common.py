@@ -3,6 +3,7 @@ raw fp32 `generate` as the baseline, and timing through the engine API."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import subprocess
@@ -29,6 +30,25 @@ QWEN_05B_SHAPE = {
     "num_kv_heads": 16,
 }
 WORD = " you"  # one token per repetition in the tiny tokenizer
+
+
+def bench_parser(description: str, rounds: int) -> argparse.ArgumentParser:
+    """The options both benchmarks take."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cache", type=Path, default=Path("data/bench-model"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def model_ready(args: argparse.Namespace, module: str) -> bool:
+    """With --build-only, build the model and say False (nothing more to do); else make sure it exists."""
+    if args.build_only:
+        build_bench_model(args.cache)
+        return False
+    ensure_bench_model(module, args.cache)
+    return True
 
 
 def ensure_bench_model(module: str, cache: Path) -> None:

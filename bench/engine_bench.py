@@ -21,16 +21,15 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import torch
 
 from bench.common import (
     baseline,
-    build_bench_model,
+    bench_parser,
     cpu_name,
     engine_run,
-    ensure_bench_model,
+    model_ready,
     off_main_thread,
     peak_rss_mb,
     prompt_messages,
@@ -114,18 +113,11 @@ def rss_probe(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("data/bench-model"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    parser = bench_parser(__doc__.splitlines()[0], rounds=3)
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.build_only:
-        build_bench_model(args.cache)
+    if not model_ready(args, "bench.engine_bench"):
         return
-    ensure_bench_model("bench.engine_bench", args.cache)
     if args.rss_probe:
         rss_probe(args)
         return

@@ -11,19 +11,17 @@ decode tokens/s over 64 tokens, and this process's peak RSS. Target: under 5% ov
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-from pathlib import Path
 
 import torch
 
 from bench.common import (
     baseline,
-    build_bench_model,
+    bench_parser,
     cpu_name,
     engine_run,
-    ensure_bench_model,
+    model_ready,
     off_main_thread,
     peak_rss_mb,
     prompt_messages,
@@ -42,16 +40,9 @@ CASES = {  # name: (prompt tokens, new tokens)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("data/bench-model"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.build_only:
-        build_bench_model(args.cache)
+    args = bench_parser(__doc__.splitlines()[0], rounds=5).parse_args()
+    if not model_ready(args, "bench.engine_overhead"):
         return
-    ensure_bench_model("bench.engine_overhead", args.cache)
 
     # Same path as the product's fp32 default; no prefix cache, so every round prefills in full.
     model_settings = ModelSettings(

@@ -32,7 +32,7 @@ class CachedPrefix:
 @dataclass(frozen=True)
 class PrefixHit:
     tokens: int  # how many leading prompt tokens the KV covers
-    kv: KVPairs  # views cut to `tokens`; the caller copies before growing them
+    kv: KVPairs  # views cut to `tokens`, now the caller's: it appends into their spare room
 
 
 class PrefixCache:

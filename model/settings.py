@@ -17,7 +17,8 @@ class ModelSettings(BaseModel):
     cache_dir: Path = Path("data/models")
     dtype: Literal["float32", "bfloat16"] = "float32"
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
-    # int8: dynamic int8 Linear layers (~2.7x faster decoding, ~1/3 the memory, ~1% logit drift).
+    # int8: dynamic int8 Linear layers: 2-4x faster decoding depending on the CPU, well under half
+    # the memory, logits drift slightly (README, Speed; tests/model/test_int8.py).
     quantization: Literal["none", "int8"] = "none"
     # Torch threads while prefilling a prompt and while decoding; 0: `threads`.
     prompt_threads: int = Field(default=0, ge=0, le=256)

@@ -14,10 +14,9 @@ from store.events import (
     ADMIN_AUDIT_VIEWED,
     ADMIN_SESSION_REVOKED,
     TOKEN_REVOKED,
-    AuditEvent,
     AuditSink,
 )
-from webui.refusals import admin_refusal, record_refusal
+from webui.caller_audit import admin_refusal, record_action, record_refusal
 
 
 class AdminRefused(PermissionError):
@@ -83,7 +82,7 @@ class AdminService:
             limit=query.page_size,
             offset=max(0, query.page) * query.page_size,
         )
-        self._record(ctx, ADMIN_AUDIT_VIEWED, None, _describe(query))
+        record_action(self._audit, ctx, ADMIN_AUDIT_VIEWED, None, details=_describe(query))
         return page
 
     def audit_csv(self, ctx: AdminContext, query: AuditQuery) -> str:
@@ -97,7 +96,7 @@ class AdminService:
             type=query.type or None,
             text=query.text or None,
         )
-        self._record(ctx, ADMIN_AUDIT_EXPORTED, None, _describe(query))
+        record_action(self._audit, ctx, ADMIN_AUDIT_EXPORTED, None, details=_describe(query))
         return self._log.export_csv(filters)
 
     def active_sessions(self, ctx: AdminContext) -> list[Session]:
@@ -107,33 +106,21 @@ class AdminService:
     def revoke_session(self, ctx: AdminContext, handle: str) -> bool:
         self.check(ctx, "sessions.revoke")
         ended = self._sessions.revoke(handle)
-        self._record(ctx, ADMIN_SESSION_REVOKED, handle[:20], {"ended": int(ended)})
+        record_action(
+            self._audit, ctx, ADMIN_SESSION_REVOKED, handle[:20], details={"ended": int(ended)}
+        )
         return ended
 
     def revoke_user(self, ctx: AdminContext, user_key: str) -> UserRevoked:
         """End every session of the user and revoke their API tokens: all their access, now."""
         self.check(ctx, "sessions.revoke_user")
         ended = self._sessions.revoke_user(user_key)
-        self._record(ctx, ADMIN_SESSION_REVOKED, user_key, {"ended": ended})
+        record_action(self._audit, ctx, ADMIN_SESSION_REVOKED, user_key, details={"ended": ended})
         revoked = self._tokens.revoke_owned(user_key, ctx.user.key) if self._tokens else []
         for token in revoked:
-            self._record(ctx, TOKEN_REVOKED, token.id, {"name": token.name, "owner": user_key})
+            details = {"name": token.name, "owner": user_key}
+            record_action(self._audit, ctx, TOKEN_REVOKED, token.id, details=details)
         return UserRevoked(sessions=ended, tokens=len(revoked))
-
-    def _record(
-        self, ctx: AdminContext, event_type: str, target: str | None, details: dict[str, Any]
-    ) -> None:
-        self._audit.record(
-            AuditEvent(
-                event_type,
-                actor=ctx.user.key,
-                ip=ctx.ip,
-                request_id=ctx.request_id,
-                target=target,
-                outcome="ok",
-                details=details,
-            )
-        )
 
 
 def _describe(query: AuditQuery) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from auth.api_settings import ApiSettings
 from auth.identity import User
 from store.api_tokens import ApiToken, ApiTokenStore, NewToken
-from store.events import TOKEN_CREATED, TOKEN_REVOKED, AuditEvent, AuditSink
-from webui.refusals import admin_refusal, record_refusal
+from store.events import TOKEN_CREATED, TOKEN_REVOKED, AuditSink
+from webui.caller_audit import admin_refusal, record_action, record_refusal
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 MAX_CIDRS = 20
@@ -134,17 +134,8 @@ class TokensService:
         raise TokensRefused(reason)
 
     def _record(self, ctx: TokenContext, kind: str, token: ApiToken, details: dict) -> None:
-        self._audit.record(
-            AuditEvent(
-                kind,
-                actor=ctx.user.key,
-                ip=ctx.ip,
-                request_id=ctx.request_id,
-                target=token.id,
-                outcome="ok",
-                details={"name": token.name, "owner": token.owner.key, **details},
-            )
-        )
+        details = {"name": token.name, "owner": token.owner.key, **details}
+        record_action(self._audit, ctx, kind, token.id, details=details)
 
 
 def parse_cidrs(text: str) -> tuple[str, ...]:

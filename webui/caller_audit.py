@@ -1,14 +1,14 @@
-"""Refusing an action in a service handler: why (role, then address), and the audit record of it.
+"""What a service handler records about its caller, and the admin rule it refuses by.
 
 Gradio handlers hidden from a page are still callable by name, so every admin-only handler asks
-here itself; the admin tab and the API tokens tab share the rule and the record.
+here itself; the admin tab and the API tokens tab share the rule and the audit records.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from auth.identity import User
 from store.events import ACCESS_DENIED, AuditEvent, AuditSink
@@ -35,16 +35,29 @@ def admin_refusal(
     return None
 
 
-def record_refusal(audit: AuditSink, caller: Caller, action: str, reason: str) -> None:
-    """Log (no personal data) and audit an access.denied for `action`."""
-    log.warning("action refused", extra={"action": action, "reason": reason})
+def record_action(
+    audit: AuditSink,
+    caller: Caller,
+    event_type: str,
+    target: str | None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Audit what `caller` did (or was refused) to `target`."""
     audit.record(
         AuditEvent(
-            ACCESS_DENIED,
+            event_type,
             actor=caller.user.key,
             ip=caller.ip,
             request_id=caller.request_id,
-            target=action,
-            outcome=reason,
+            target=target,
+            outcome=outcome,
+            details=details or {},
         )
     )
+
+
+def record_refusal(audit: AuditSink, caller: Caller, action: str, reason: str) -> None:
+    """Log (no personal data) and audit an access.denied for `action`."""
+    log.warning("action refused", extra={"action": action, "reason": reason})
+    record_action(audit, caller, ACCESS_DENIED, action, reason)
