@@ -1,10 +1,13 @@
 """Load a causal LM straight into int8, one weight at a time, so no fp32 copy is ever resident.
 
 Every nn.Linear becomes PyTorch's dynamic-quantized Linear (fbgemm, VNNI on these CPUs): weights
-int8 with one scale per output row, activations quantized per call. The token embedding keeps the
-same per-row int8 codes and dequantizes only the rows it looks up; on CPUs with AVX512-BF16 a tied
-output projection reads those same codes (Int8TiedHead) instead of a second copy. Measured on the
-Qwen1.5-0.5B shape, 2 threads: time to first token 0.36x and decoding 2.7x of fp32 `generate`.
+int8 with one scale per output row, activations quantized per call; a tied output projection gets
+its own packed int8 copy of the embedding matrix. The token embedding itself is not loaded: it is
+read from the memory-mapped weights file, so only the rows looked up become resident, and exactly.
+An earlier build had the output projection read the embedding's int8 codes instead (one copy, via
+torch._weight_int8pack_mm); it was 1.3x slower per token on an AMD EPYC and 2x slower on an Intel
+Xeon with AMX than the packed copy, which the mapped embedding now pays for. Measured on the
+Qwen1.5-0.5B shape, 2 threads: see README "Speed" for the ratios against fp32 `generate`.
 
 Quality trade-off: per-row int8 weights keep ~2 significant digits per weight and activations are
 rounded to 8 bits per call (fbgemm uses 7 of them), so logits drift a little; greedy choices change
@@ -24,6 +27,7 @@ import contextlib
 import ctypes
 import json
 import math
+import mmap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,54 +37,28 @@ import torch
 from torch import nn
 
 ROW_CHUNK = 8192  # rows of a big matrix (the vocabulary) read and quantized at a time
+BLOCK_ROWS = 32768  # rows packed as one int8 Linear: bounds the packing's transient memory
 
 
-class Int8Embedding(nn.Module):
-    """Embedding lookup over per-row int8 codes: dequantizes only the looked-up rows."""
+class MappedEmbedding(nn.Module):
+    """Embedding lookup straight from the weights file, memory-mapped read-only.
 
-    def __init__(self, codes: torch.Tensor, scales: torch.Tensor) -> None:
+    Only the pages of rows actually looked up become resident (a chat touches a few thousand of a
+    151,936-row vocabulary: a few MB instead of 155 MB of int8 codes), they are clean file pages
+    the kernel may drop under pressure, and the rows are exact (no rounding). The mapping stays
+    open as long as the module lives.
+    """
+
+    def __init__(self, stored: _StoredTensor) -> None:
         super().__init__()
-        self.register_buffer("codes", codes)  # int8 [vocab, hidden]
-        self.register_buffer("scales", scales)  # float32 [vocab]
+        self._map, self.weight_view = stored.mapped()
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.codes[input_ids].to(torch.float32) * self.scales[input_ids].unsqueeze(-1)
+        return self.weight_view[input_ids].to(torch.float32)
 
 
-class Int8TiedHead(nn.Module):
-    """The output projection of a tied model over the embedding's own int8 codes: one copy of
-    the biggest matrix (151936 x 1024 for Qwen1.5-0.5B, 155 MB in int8) instead of two.
-
-    PyTorch's weight-only int8 matmul (`torch._weight_int8pack_mm`, the CPU path gpt-fast uses)
-    with bf16 activations. Measured on an AMD EPYC with AVX512-BF16, one token: 4.7 ms against
-    3.6 ms for the dynamic int8 Linear (relative logit error 0.3% against fp32 weights); without
-    bf16 vector units that kernel is far slower, so load_int8_model only picks it where they exist.
-    """
-
-    def __init__(self, embedding: Int8Embedding) -> None:
-        super().__init__()
-        # The same tensors as the embedding's, not copies.
-        self.register_buffer("codes", embedding.codes, persistent=False)
-        self.register_buffer("scales", embedding.scales.to(torch.bfloat16), persistent=False)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        flat = hidden.reshape(-1, hidden.shape[-1]).to(torch.bfloat16)
-        logits = torch._weight_int8pack_mm(flat, self.codes, self.scales)
-        return logits.to(torch.float32).reshape(*hidden.shape[:-1], self.codes.shape[0])
-
-
-def bf16_vector_units() -> bool:
-    """Whether this CPU runs bf16 arithmetic natively (AVX512-BF16): Int8TiedHead is fast here."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bool(probe and probe())
-
-
-def load_int8_model(model_dir: Path, share_tied_head: bool | None = None) -> Any:
-    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes.
-
-    share_tied_head: a tied output projection reads the embedding's codes (Int8TiedHead) instead of
-    a packed copy of its own; None decides by the CPU (bf16_vector_units).
-    """
+def load_int8_model(model_dir: Path) -> Any:
+    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -89,8 +67,7 @@ def load_int8_model(model_dir: Path, share_tied_head: bool | None = None) -> Any
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with _open_weights(Path(model_dir)) as weights:
         tied = bool(getattr(config, "tie_word_embeddings", False))
-        share = bf16_vector_units() if share_tied_head is None else share_tied_head
-        _fill(model, weights, tied=tied, share_tied_head=share)
+        _fill(model, weights, tied=tied)
     if (Path(model_dir) / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
     left = [name for name, p in model.named_parameters() if p.device.type == "meta"]
@@ -99,25 +76,16 @@ def load_int8_model(model_dir: Path, share_tied_head: bool | None = None) -> Any
     return model.eval()
 
 
-def _fill(
-    model: nn.Module, weights: dict[str, _StoredTensor], tied: bool, share_tied_head: bool
-) -> None:
+def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool) -> None:
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
-    codes, scales = _quantize_rows(weights, f"{embed_name}.weight")
-    embedding = Int8Embedding(codes, scales)
-    _replace(model, embed_name, embedding)
-    _return_freed_memory()
+    _replace(model, embed_name, MappedEmbedding(weights[f"{embed_name}.weight"]))
     if tied or f"{head_name}.weight" not in weights:
-        head = Int8TiedHead(embedding) if share_tied_head else _dynamic_linear(codes, scales, None)
-        _replace(model, head_name, head)
-        _return_freed_memory()
+        _replace(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":
-            codes, scales = _quantize_rows(weights, f"{name}.weight")
-            bias = _read(weights, f"{name}.bias") if module.bias is not None else None
-            _replace(model, name, _dynamic_linear(codes, scales, bias))
-            _return_freed_memory()
+            bias = f"{name}.bias" if module.bias is not None else None
+            _replace(model, name, _int8_linear(weights, f"{name}.weight", bias))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":  # norms: small, kept in fp32
             owner, _, attr = name.rpartition(".")
@@ -125,19 +93,51 @@ def _fill(
             model.get_submodule(owner)._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
 
 
+class RowBlockLinear(nn.Module):
+    """A Linear too big to quantize in one piece, as int8 Linears over consecutive row blocks.
+
+    Packing a matrix for fbgemm holds several copies of it for a moment (codes, quantized tensor,
+    packed layout): 4-5x its int8 size, 600+ MB for a 151,936-row vocabulary. Block by block,
+    that moment costs a block's worth; the outputs are concatenated (one small copy per call).
+    """
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([block(x) for block in self.blocks], dim=-1)
+
+
+def _int8_linear(
+    weights: dict[str, _StoredTensor], weight_name: str, bias_name: str | None
+) -> nn.Module:
+    """An int8 Linear for one stored weight (and bias), in row blocks if it is big."""
+    n_rows = weights[weight_name].shape[0]
+    bias = _read(weights, bias_name).to(torch.float32) if bias_name else None
+    blocks = []
+    for start in range(0, n_rows, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n_rows)
+        codes, scales = _quantize_rows(weights[weight_name], start, stop)
+        blocks.append(_dynamic_linear(codes, scales, None if bias is None else bias[start:stop]))
+        del codes, scales
+        _return_freed_memory()
+    return blocks[0] if len(blocks) == 1 else RowBlockLinear(blocks)
+
+
 def _quantize_rows(
-    weights: dict[str, _StoredTensor], name: str
+    stored: _StoredTensor, start: int, stop: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8 codes and scales, reading ROW_CHUNK rows of fp32 at a time."""
-    stored = weights[name]
-    n_rows, n_cols = stored.shape
-    codes = torch.empty((n_rows, n_cols), dtype=torch.int8)
-    scales = torch.empty(n_rows, dtype=torch.float32)
-    for start in range(0, n_rows, ROW_CHUNK):
-        chunk = stored.rows(start, start + ROW_CHUNK).to(torch.float32)
+    """Symmetric per-row int8 codes and scales of rows [start, stop), ROW_CHUNK fp32 rows at a time."""
+    n_cols = stored.shape[1]
+    codes = torch.empty((stop - start, n_cols), dtype=torch.int8)
+    scales = torch.empty(stop - start, dtype=torch.float32)
+    for first in range(start, stop, ROW_CHUNK):
+        chunk = stored.rows(first, min(first + ROW_CHUNK, stop)).to(torch.float32)
         scale = (chunk.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
-        codes[start : start + len(chunk)] = torch.round(chunk / scale.unsqueeze(1)).to(torch.int8)
-        scales[start : start + len(chunk)] = scale
+        at = first - start
+        codes[at : at + len(chunk)] = torch.round(chunk / scale.unsqueeze(1)).to(torch.int8)
+        scales[at : at + len(chunk)] = scale
     return codes, scales
 
 
@@ -201,6 +201,20 @@ class _StoredTensor:
 
     def whole(self) -> torch.Tensor:
         return self.rows(0, self.shape[0]) if self.shape else self.rows(0, 1).reshape(())
+
+    def mapped(self) -> tuple[mmap.mmap, torch.Tensor]:
+        """A read-only memory map of the file and this tensor viewed over it (no data read).
+
+        Keep the map referenced while the view is in use, and never write to the view: the pages
+        are mapped read-only, so the weights file cannot change through it (a write would crash).
+        """
+        mapping = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        with warnings.catch_warnings():  # "buffer is not writable": intended, see above
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(
+                mapping, dtype=self.dtype, count=math.prod(self.shape), offset=self._offset
+            )
+        return mapping, flat.view(*self.shape)
 
 
 @contextlib.contextmanager

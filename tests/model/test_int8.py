@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 from torch import nn
 
-from model.int8 import (
-    Int8Embedding,
-    Int8TiedHead,
-    bf16_vector_units,
-    load_int8_model,
-    quantized_linear_count,
-)
+from model.int8 import MappedEmbedding, load_int8_model, quantized_linear_count
 from model.loader import load_model
 from model.settings import ModelSettings
 from tests.model.conftest import ask
@@ -34,11 +29,9 @@ def test_every_linear_is_int8_and_no_float_matrix_is_left(int8_loaded, loaded) -
     model = int8_loaded.model
     float_linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     assert float_linears == []
-    head_is_linear = not isinstance(model.get_output_embeddings(), Int8TiedHead)
-    assert quantized_linear_count(model) == (
-        quantized_linear_count(loaded.model) + 7 * 2 + head_is_linear
-    )
-    assert isinstance(model.get_input_embeddings(), Int8Embedding)
+    # The tiny model is tied: its head becomes an int8 Linear too.
+    assert quantized_linear_count(model) == quantized_linear_count(loaded.model) + 7 * 2 + 1
+    assert isinstance(model.get_input_embeddings(), MappedEmbedding)
     big_float = [n for n, p in model.named_parameters() if p.dim() > 1 and p.is_floating_point()]
     assert big_float == []  # only norms (vectors) stay in fp32
 
@@ -57,34 +50,22 @@ def test_int8_logits_stay_close_to_fp32(int8_loaded, loaded) -> None:
     assert error <= MAX_MEAN_LOGIT_ERROR
 
 
-def test_a_tied_head_reads_the_embedding_codes_and_answers_like_its_own_copy(
-    tiny_model_dir, loaded
-) -> None:
-    shared = load_int8_model(tiny_model_dir, share_tied_head=True)
-    separate = load_int8_model(tiny_model_dir, share_tied_head=False)
-    head, embedding = shared.get_output_embeddings(), shared.get_input_embeddings()
-    assert isinstance(head, Int8TiedHead)
-    assert head.codes.data_ptr() == embedding.codes.data_ptr()  # one copy in memory
-    assert not isinstance(separate.get_output_embeddings(), Int8TiedHead)
-    ids = torch.tensor([loaded.tokenizer.encode("Hello! How can I help you today?")])
-    with torch.inference_mode():
-        a, b = shared(ids).logits[0], separate(ids).logits[0]
-    assert (a.argmax(-1) == b.argmax(-1)).float().mean().item() >= 0.9
-    assert ((a - b).abs().mean() / b.std()).item() <= 0.05
-
-
-def test_the_shared_head_is_chosen_by_the_cpu(int8_loaded) -> None:
-    chosen = isinstance(int8_loaded.model.get_output_embeddings(), Int8TiedHead)
-    assert chosen == bf16_vector_units()
-
-
-def test_int8_embedding_rows_match_fp32(int8_loaded, loaded) -> None:
+def test_embedding_rows_are_exact_and_read_from_the_weights_file(int8_loaded, loaded) -> None:
+    embedding = int8_loaded.model.get_input_embeddings()
     ids = torch.arange(0, 400, 7)
     with torch.inference_mode():
         reference = loaded.model.get_input_embeddings()(ids)
-        quantized = int8_loaded.model.get_input_embeddings()(ids)
-    row_max = reference.abs().amax(dim=1, keepdim=True)
-    assert ((quantized - reference).abs() <= row_max / 254 + 1e-6).all()  # half a step per row
+        assert torch.equal(embedding(ids), reference)
+    # A view over the mapped file, not a copy in this process's heap.
+    start = np.frombuffer(embedding._map, dtype=np.uint8).ctypes.data
+    assert start <= embedding.weight_view.data_ptr() < start + len(embedding._map)
+
+
+def test_the_mapped_weights_file_is_read_only(tiny_model_dir) -> None:
+    model = load_int8_model(tiny_model_dir)
+    assert model.get_input_embeddings()._map.closed is False
+    with pytest.raises(TypeError):
+        model.get_input_embeddings()._map[0] = 0  # the map refuses writes: the file stays intact
 
 
 def test_engine_streams_with_the_int8_model(make_engine, int8_loaded) -> None:
