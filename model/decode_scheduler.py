@@ -54,8 +54,10 @@ class DecodeScheduler:
         prefix_cache: PrefixCache | None,
         prompt_threads: int,
         decode_threads: int,
+        kv_dtype: torch.dtype | None = None,
     ) -> None:
         self._model = model
+        self._kv_dtype = kv_dtype  # None: as the model computes keys and values
         self._eos_ids = eos_ids
         self._max_batch = max_batch
         self._prefix_cache = prefix_cache
@@ -120,7 +122,7 @@ class DecodeScheduler:
             self._set_threads("prompt")
             hit = self._prefix_cache.take(key, row.ids) if self._prefix_cache and key else None
             reused = hit.tokens if hit else 0
-            cache = slack_cache(hit.kv if hit else None)
+            cache = slack_cache(hit.kv if hit else None, self._kv_dtype)
             new_ids = torch.tensor([row.ids[reused:]], dtype=torch.long)
             out = self._model(
                 input_ids=new_ids,

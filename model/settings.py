@@ -26,6 +26,9 @@ class ModelSettings(BaseModel):
     # KV kept per conversation so a follow-up turn prefills only its new tokens; 0 disables.
     # fp32 KV of Qwen1.5-0.5B is ~196 KB per token: 512 MB holds ~2,700 tokens of conversation.
     prefix_cache_mb: int = Field(default=512, ge=0, le=65_536)
+    # dtype of cached keys and values: "auto" is bfloat16 with int8 weights on CPUs with AMX (half
+    # the KV memory, faster attention there), else the model's dtype (model/kv_dtype.py).
+    kv_cache_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # Most generations decoded together in one batched step (bounded by generation.max_concurrent).
     max_batch_size: int = Field(default=8, ge=1, le=64)
 

@@ -16,6 +16,8 @@ Only one holder may append to a buffer: a slice handed to someone else must not 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -26,11 +28,15 @@ SPARE_TOKENS = 32  # room added when a buffer is (re)allocated: one copy per 32 
 
 
 class SlackLayer(DynamicLayer):
-    """A DynamicLayer that appends into spare room instead of concatenating."""
+    """A DynamicLayer that appends into spare room instead of concatenating, storing `dtype`."""
+
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.store_dtype = dtype  # None: as the model computes them
 
     @classmethod
     def holding(cls, keys: torch.Tensor, values: torch.Tensor) -> SlackLayer:
-        layer = cls()
+        layer = cls(keys.dtype)
         layer.lazy_initialization(keys, values)
         layer.keys, layer.values = keys, values
         return layer
@@ -38,6 +44,9 @@ class SlackLayer(DynamicLayer):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.store_dtype is not None:
+            key_states = key_states.to(self.store_dtype)
+            value_states = value_states.to(self.store_dtype)
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         self.keys = append(self.keys, key_states)
@@ -45,10 +54,11 @@ class SlackLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def slack_cache(kv: KVPairs | None = None) -> DynamicCache:
-    """A cache over these tensors (no copy), whose layers append into spare room."""
+def slack_cache(kv: KVPairs | None = None, dtype: torch.dtype | None = None) -> DynamicCache:
+    """A cache over these tensors (no copy), whose layers append into spare room; layers the model
+    adds store `dtype` (None: the model's own)."""
     cache = DynamicCache()
-    cache.layer_class_to_replicate = SlackLayer  # layers the model adds as it goes
+    cache.layer_class_to_replicate = functools.partial(SlackLayer, dtype)
     cache.layers = [SlackLayer.holding(k, v) for k, v in kv or []]
     return cache
 

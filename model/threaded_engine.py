@@ -27,6 +27,7 @@ from model.admission import AdmissionGate
 from model.decode_scheduler import DecodeScheduler
 from model.engine import EngineBusy, EngineClosed, EngineError
 from model.generation_job import END, GenerationJob
+from model.kv_dtype import read_stored_kv, resolve_kv_dtype
 from model.loader import LoadedModel
 from model.prefix_cache import PrefixCache
 from model.prompt import build_prompt
@@ -101,13 +102,19 @@ class ThreadedEngine:
         threads = tuning.threads or torch.get_num_threads()
         mb = tuning.prefix_cache_mb
         self.prefix_cache = PrefixCache(mb * 2**20) if mb > 0 else None
+        model = loaded.model
+        model_dtype = getattr(model, "dtype", torch.float32)
+        self.kv_dtype = resolve_kv_dtype(tuning.kv_cache_dtype, tuning.quantization, model_dtype)
+        if self.kv_dtype != model_dtype:
+            read_stored_kv(model)
         self._scheduler = DecodeScheduler(
-            loaded.model,
+            model,
             eos_ids=self._eos_ids,
             max_batch=min(tuning.max_batch_size, generation.max_concurrent),
             prefix_cache=self.prefix_cache,
             prompt_threads=tuning.prompt_threads or threads,
             decode_threads=tuning.decode_threads or threads,
+            kv_dtype=self.kv_dtype,
         )
 
     @property

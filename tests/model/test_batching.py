@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
+import pytest
 import torch
 from transformers import DynamicCache
 
 from model.kv_batch import BatchedKV
+from model.settings import ModelSettings
 from tests.model.conftest import ask
 
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.2}
@@ -34,14 +37,16 @@ def read_all(streams) -> list[str]:
     return replies
 
 
-def test_concurrent_streams_each_equal_their_solo_answer(make_engine) -> None:
-    solo_engine = make_engine(max_concurrent=1, **GREEDY)
+@pytest.mark.parametrize("kv_dtype", ["float32", "bfloat16"])
+def test_concurrent_streams_each_equal_their_solo_answer(make_engine, loaded, kv_dtype) -> None:
+    loaded = dataclasses.replace(loaded, settings=ModelSettings(kv_cache_dtype=kv_dtype))
+    solo_engine = make_engine(loaded, max_concurrent=1, **GREEDY)
     lengths = [40, 25, 60, 33]  # rows leave the batch at different steps
     solo = [
         "".join(d.text for d in solo_engine.stream(ask(q, max_new_tokens=n)))
         for q, n in zip(QUESTIONS, lengths, strict=True)
     ]
-    engine = make_engine(max_concurrent=4, max_queue=0, **GREEDY)
+    engine = make_engine(loaded, max_concurrent=4, max_queue=0, **GREEDY)
     streams = [
         engine.stream(ask(q, max_new_tokens=n)) for q, n in zip(QUESTIONS, lengths, strict=True)
     ]

@@ -31,14 +31,20 @@ def turn(engine, messages, conversation="c1", user="alice", **kwargs):
     return reply, stream.stats
 
 
-@pytest.fixture
-def engines(make_engine, loaded):
-    """(with cache, without cache), same generation settings."""
+@pytest.fixture(params=["float32", "bfloat16"])
+def engines(make_engine, loaded, request):
+    """(with cache, without cache), same generation settings, keys and values stored as the param."""
     cached = make_engine(
-        dataclasses.replace(loaded, settings=ModelSettings(prefix_cache_mb=16)), **GREEDY
+        dataclasses.replace(
+            loaded, settings=ModelSettings(prefix_cache_mb=16, kv_cache_dtype=request.param)
+        ),
+        **GREEDY,
     )
     plain = make_engine(
-        dataclasses.replace(loaded, settings=ModelSettings(prefix_cache_mb=0)), **GREEDY
+        dataclasses.replace(
+            loaded, settings=ModelSettings(prefix_cache_mb=0, kv_cache_dtype=request.param)
+        ),
+        **GREEDY,
     )
     return cached, plain
 
