@@ -4,8 +4,9 @@
 #   docker run -p 7860:7860 -v chat-data:/app/data --env-file chat.env company-chat
 FROM python:3.11-slim
 
-# MALLOC_MMAP_THRESHOLD_: glibc hands big KV buffers straight back to the OS when freed (without
-# it, heap fragmentation added ~160 MB to peak RSS with 8 concurrent replies; bench/engine_bench.py).
+# glibc's malloc keeps its default mmap threshold: a fixed MALLOC_MMAP_THRESHOLD_=1048576 (used
+# before bf16 KV) saved ~50 MB of peak RSS but made every prompt's activations fresh page-faulted
+# mappings, +50% time to first token (bench/engine_bench.py, README "Speed").
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -13,8 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_DISABLE_IMPLICIT_TOKEN=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     CHAT_ENVIRONMENT=production \
-    CHAT_SERVER__HOST=0.0.0.0 \
-    MALLOC_MMAP_THRESHOLD_=1048576
+    CHAT_SERVER__HOST=0.0.0.0
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 WORKDIR /app
