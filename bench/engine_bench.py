@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import torch
 
@@ -43,7 +44,17 @@ from model.types import ChatMessage, GenerationRequest
 DECODE_TOKENS = 64
 CONCURRENT = 8
 HISTORY_TOKENS = 1500
+REPEATS = 3  # alternating pairs behind each time-to-first-token figure of a round
 FOLLOW_UP = "Please summarise the meeting notes and list the action items."
+
+
+def paired_medians(first, second) -> tuple[float, float]:
+    """Median of REPEATS calls of each, alternating first and second (drift hits both alike)."""
+    a, b = [], []
+    for _ in range(REPEATS):
+        a.append(first())
+        b.append(second())
+    return statistics.median(a), statistics.median(b)
 
 
 def concurrent_run(engine: ThreadedEngine, messages, streams: int, tokens: int) -> float:
@@ -63,11 +74,12 @@ def concurrent_run(engine: ThreadedEngine, messages, streams: int, tokens: int) 
     return streams * tokens / elapsed
 
 
-def follow_up_ttft(engine: ThreadedEngine, loaded: LoadedModel, settings, name: str) -> float:
+def follow_up_ttft(engine: ThreadedEngine, loaded: LoadedModel, settings) -> float:
     """TTFT of FOLLOW_UP after a first turn of ~HISTORY_TOKENS (question and reply) was answered."""
     # A short reply: random weights emit partial UTF-8 bytes, whose text ("\ufffd") re-encodes to
     # other tokens, so only the question's tokens are sure to match in the next turn's prompt.
     question, _ = prompt_messages(loaded, settings, HISTORY_TOKENS - 8)
+    name = uuid.uuid4().hex  # a new conversation each time
     first = engine.stream(
         GenerationRequest(messages=question, max_new_tokens=8, conversation_id=name)
     )
@@ -141,20 +153,25 @@ def main() -> None:
 
     runs: dict[str, list[float]] = {name: [] for name in GOALS}
     for round_no in range(args.rounds):
-        # Alternating which path goes first spreads drift (other load on the machine) evenly.
+        # Alternating which path goes first spreads drift (other load on the machine) evenly;
+        # each short figure is the median of REPEATS alternating pairs.
         paths = ("baseline", "engine") if round_no % 2 == 0 else ("engine", "baseline")
         for path in paths:
             if path == "baseline":
-                base_ttft, base_tps = baseline(fp32, ids, DECODE_TOKENS)
+                _, base_tps = baseline(fp32, ids, DECODE_TOKENS)
             else:
-                ttft, _ = engine_run(engine, messages, 1)
                 _, tps = engine_run(engine, messages, DECODE_TOKENS)
+        base_ttft, ttft = paired_medians(
+            lambda: off_main_thread(raw_generate, fp32, ids, 1),
+            lambda: engine_run(engine, messages, 1)[0],
+        )
         runs["ttft"].append(ttft / base_ttft)
         runs["decode"].append(tps / base_tps)
-        fresh, _ = engine_run(engine, [ChatMessage("user", FOLLOW_UP)], 1)
-        runs["follow_up"].append(
-            follow_up_ttft(engine, fp32, settings, f"bench-{round_no}") / fresh
+        follow_up, fresh = paired_medians(
+            lambda: follow_up_ttft(engine, fp32, settings),
+            lambda: engine_run(engine, [ChatMessage("user", FOLLOW_UP)], 1)[0],
         )
+        runs["follow_up"].append(follow_up / fresh)
         single = concurrent_run(engine, messages, 1, DECODE_TOKENS)
         runs["concurrent"].append(
             concurrent_run(engine, messages, CONCURRENT, DECODE_TOKENS) / single
