@@ -3,7 +3,10 @@
 The same weights and the same ids on both paths, so the difference is what the engine adds:
 prompt building, admission, the scheduler thread, streaming and incremental decoding. Measures,
 interleaved over several rounds in ONE run: time to first token for 128- and 512-token prompts,
-decode tokens/s over 64 tokens, and this process's peak RSS. Target: under 5% overhead.
+decode tokens/s over 64 tokens, and this process's peak RSS. Target: under 5% overhead, judged
+by the median of the rounds' engine/baseline ratios (each round runs both paths back to back, so
+drift on a shared machine hits both alike); best-of-n on each side is printed too, but picks its
+two figures from different moments and swung between -1% and +13% on a noisy machine.
 (bench.engine_bench measures the speed-ups: int8, prefix cache, batching.)
 
     python -m bench.engine_overhead [--cache data/bench-model] [--threads 2] [--rounds 5]
@@ -76,23 +79,24 @@ def main() -> None:
 def report(results, args, load_before: float, load_after: float) -> None:
     print(f"\n{cpu_name()}; torch {torch.__version__}, {args.threads} threads")
     print(f"{args.rounds} interleaved rounds; load average {load_before:.2f} -> {load_after:.2f}")
-    print(f"{'measure':<26}{'baseline':>10}{'engine':>10}{'ratio':>8}  (median; best-of-n)")
+    print(f"{'measure':<26}{'baseline':>10}{'engine':>10}{'ratio':>8}  (median of round ratios)")
     worst = 0.0
     for name, runs in results.items():
         decode = name.startswith("decode")
         pick = max if decode else min
+        pairs = zip(runs["engine"], runs["baseline"], strict=True)
+        ratio = statistics.median(e / b for e, b in pairs)
         base, eng = statistics.median(runs["baseline"]), statistics.median(runs["engine"])
         best_base, best_eng = pick(runs["baseline"]), pick(runs["engine"])
-        ratio, best_ratio = eng / base, best_eng / best_base
         # Overhead: engine slower than baseline (longer TTFT, or fewer tokens per second).
-        worst = max(worst, (1 / best_ratio - 1) if decode else (best_ratio - 1))
+        worst = max(worst, (1 / ratio - 1) if decode else (ratio - 1))
         print(
             f"{name:<26}{base:>10.3f}{eng:>10.3f}{ratio:>8.3f}"
-            f"  best {best_base:.3f} / {best_eng:.3f} = {best_ratio:.3f}"
+            f"  best-of-n {best_base:.3f} / {best_eng:.3f} = {best_eng / best_base:.3f}"
         )
     print(f"peak RSS of this process (model, baseline and engine): {peak_rss_mb():.0f} MB")
     verdict = "PASS" if worst < 0.05 else "FAIL"
-    print(f"engine overhead, best-of-n, worst measure: {worst:+.1%} ({verdict}: target < 5%)")
+    print(f"engine overhead, median of round ratios, worst measure: {worst:+.1%} ({verdict}: < 5%)")
 
 
 if __name__ == "__main__":
