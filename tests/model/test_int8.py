@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 from torch import nn
+from transformers import AutoModelForCausalLM
 
 from model.int8 import MappedEmbedding, load_int8_model, quantized_linear_count
 from model.loader import load_model
@@ -77,3 +80,19 @@ def test_engine_streams_with_the_int8_model(make_engine, int8_loaded) -> None:
 def test_int8_needs_float32() -> None:
     with pytest.raises(ValidationError, match="int8"):
         ModelSettings(quantization="int8", dtype="bfloat16")
+
+
+def test_bf16_weights_sharded_over_files_load_with_exact_embedding_rows(
+    tmp_path, loaded, tiny_model_dir
+) -> None:
+    """As Qwen1.5-0.5B-Chat ships: bf16 safetensors, possibly in several shards."""
+    shutil.copytree(tiny_model_dir, tmp_path / "m", ignore=shutil.ignore_patterns("*.safetensors"))
+    bf16 = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    bf16.save_pretrained(tmp_path / "m", max_shard_size="100KB")
+    expected = bf16.get_input_embeddings().weight[:50].to(torch.float32)
+    assert len(list((tmp_path / "m").glob("*.safetensors"))) > 1
+    model = load_int8_model(tmp_path / "m")
+    with torch.inference_mode():
+        assert torch.equal(model.get_input_embeddings()(torch.arange(50)), expected)
+        logits = model(torch.tensor([loaded.tokenizer.encode("Hello there")])).logits
+    assert torch.isfinite(logits).all()
