@@ -3,10 +3,10 @@
 Every nn.Linear becomes PyTorch's dynamic-quantized Linear (fbgemm, VNNI on these CPUs): weights
 int8 with one scale per output row, activations quantized per call; a tied output projection gets
 its own packed int8 copy of the embedding matrix. The token embedding itself is not loaded: it is
-read from the memory-mapped weights file, so only the rows looked up become resident, and exactly.
+read row by row from the weights file as tokens are looked up: none of it is resident, rows exact.
 An earlier build had the output projection read the embedding's int8 codes instead (one copy, via
 torch._weight_int8pack_mm); it was 1.3x slower per token on an AMD EPYC and 2x slower on an Intel
-Xeon with AMX than the packed copy, which the mapped embedding now pays for. Measured on the
+Xeon with AMX than the packed copy, which the file-read embedding now pays for. Measured on the
 Qwen1.5-0.5B shape, 2 threads: see README "Speed" for the ratios against fp32 `generate`.
 
 Quality trade-off: per-row int8 weights keep ~2 significant digits per weight and activations are
@@ -27,7 +27,7 @@ import contextlib
 import ctypes
 import json
 import math
-import mmap
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,21 +40,25 @@ ROW_CHUNK = 8192  # rows of a big matrix (the vocabulary) read and quantized at 
 BLOCK_ROWS = 32768  # rows packed as one int8 Linear: bounds the packing's transient memory
 
 
-class MappedEmbedding(nn.Module):
-    """Embedding lookup straight from the weights file, memory-mapped read-only.
+class FileEmbedding(nn.Module):
+    """Embedding lookup that reads the looked-up rows from the weights file (positional reads).
 
-    Only the pages of rows actually looked up become resident (a chat touches a few thousand of a
-    151,936-row vocabulary: a few MB instead of 155 MB of int8 codes), they are clean file pages
-    the kernel may drop under pressure, and the rows are exact (no rounding). The mapping stays
-    open as long as the module lives.
+    Nothing of the matrix is held by this process: 155 MB of int8 codes (311 MB in bf16) less
+    resident, for one small read per token (a 128-token prompt: 128 reads of 2-4 KB, well under a
+    millisecond) and exact rows. The kernel's page cache keeps the rows read, shared and dropped
+    under memory pressure; it is not this process's memory. Not a memory map: every mapped page
+    counts in the process's RSS, and the kernel maps cached neighbours with each faulted page, so
+    scattered lookups made the whole matrix resident over time (measured).
     """
 
     def __init__(self, stored: _StoredTensor) -> None:
         super().__init__()
-        self._map, self.weight_view = stored.mapped()
+        self._stored = stored.reopened()  # its own read-only file, open as long as the module lives
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.weight_view[input_ids].to(torch.float32)
+        unique, inverse = torch.unique(input_ids, return_inverse=True)
+        rows = torch.stack([self._stored.row(int(i)) for i in unique])
+        return rows.to(torch.float32)[inverse]
 
 
 def load_int8_model(model_dir: Path) -> Any:
@@ -79,7 +83,7 @@ def load_int8_model(model_dir: Path) -> Any:
 def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool) -> None:
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
-    _replace(model, embed_name, MappedEmbedding(weights[f"{embed_name}.weight"]))
+    _replace(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
     if tied or f"{head_name}.weight" not in weights:
         _replace(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
     for name, module in list(model.named_modules()):
@@ -188,11 +192,12 @@ class _StoredTensor:
 
     def __init__(self, file: BinaryIO, offset: int, dtype: torch.dtype, shape: list[int]) -> None:
         self._file, self._offset, self.dtype, self.shape = file, offset, dtype, shape
+        self.itemsize = torch.empty((), dtype=dtype).element_size()
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         stop = min(stop, self.shape[0])
         row_numel = math.prod(self.shape[1:])
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        itemsize = self.itemsize
         out = torch.empty((stop - start) * row_numel * itemsize, dtype=torch.uint8)
         self._file.seek(self._offset + start * row_numel * itemsize)
         if self._file.readinto(out.numpy()) != out.numel():
@@ -202,19 +207,21 @@ class _StoredTensor:
     def whole(self) -> torch.Tensor:
         return self.rows(0, self.shape[0]) if self.shape else self.rows(0, 1).reshape(())
 
-    def mapped(self) -> tuple[mmap.mmap, torch.Tensor]:
-        """A read-only memory map of the file and this tensor viewed over it (no data read).
+    def row(self, index: int) -> torch.Tensor:
+        """One row, read at its offset (os.pread: no shared file position, safe across threads)."""
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"row {index} out of range for {self.shape[0]} rows")
+        row_bytes = math.prod(self.shape[1:]) * self.itemsize
+        data = os.pread(self._file.fileno(), row_bytes, self._offset + index * row_bytes)
+        if len(data) != row_bytes:
+            raise ValueError("truncated safetensors file")
+        return torch.frombuffer(bytearray(data), dtype=self.dtype).reshape(self.shape[1:])
 
-        Keep the map referenced while the view is in use, and never write to the view: the pages
-        are mapped read-only, so the weights file cannot change through it (a write would crash).
-        """
-        mapping = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        with warnings.catch_warnings():  # "buffer is not writable": intended, see above
-            warnings.simplefilter("ignore", UserWarning)
-            flat = torch.frombuffer(
-                mapping, dtype=self.dtype, count=math.prod(self.shape), offset=self._offset
-            )
-        return mapping, flat.view(*self.shape)
+    def reopened(self) -> _StoredTensor:
+        """The same tensor over a descriptor of its own (the same file, read-only) that stays
+        open after loading closes the original."""
+        own = os.fdopen(os.dup(self._file.fileno()), "rb")
+        return _StoredTensor(own, self._offset, self.dtype, self.shape)
 
 
 @contextlib.contextmanager
