@@ -17,6 +17,7 @@ from limits.strategies import RateLimiter as RateLimiterStrategy
 
 from auth.network_settings import LimitSettings
 from auth.redis_client import TIMEOUT_SECONDS
+from auth.shared_state import reaches_shared_state
 from store.events import RATE_LIMITED, AuditEvent, AuditSink
 
 logger = logging.getLogger("chat.limits")
@@ -72,25 +73,30 @@ class RateLimiter:
         # Network storage blocks; async callers should run hits in a worker thread.
         self.blocking = not settings.storage.startswith("memory://")
 
+    @reaches_shared_state
     def hit_chat(self, user_key: str, ip: str | None = None) -> Decision:
         """Count one chat message of a user; Limited once chat_per_minute is exceeded."""
         return self._hit(
             self._moving, self._chat, "chat_per_minute", user_key, actor=user_key, ip=ip
         )
 
+    @reaches_shared_state
     def hit_login(self, ip: str) -> Decision:
         return self._hit(self._moving, self._login, "login_per_minute_per_ip", ip, ip=ip)
 
+    @reaches_shared_state
     def hit_unauthenticated(self, ip: str) -> Decision:
         return self._hit(
             self._moving, self._anonymous, "unauthenticated_per_minute_per_ip", ip, ip=ip
         )
 
+    @reaches_shared_state
     def tokens_left(self, user_key: str) -> int:
         """Tokens the user may still generate today (a window that starts at first use)."""
         stats = self._fixed.get_window_stats(self._tokens, "tokens_per_day", user_key)
         return max(0, stats.remaining)
 
+    @reaches_shared_state
     def check_tokens(self, user_key: str, ip: str | None = None) -> Decision:
         """Before generating: Limited when today's token budget is already used up."""
         left = self.tokens_left(user_key)
@@ -98,6 +104,7 @@ class RateLimiter:
             return Allowed(left)
         return self._refused(self._fixed, self._tokens, "tokens_per_day", user_key, user_key, ip)
 
+    @reaches_shared_state
     def consume_tokens(self, user_key: str, n: int) -> Decision:
         """After generating: charge n tokens (always charged, a reply is never cut to fit)."""
         if n <= 0:

@@ -21,6 +21,7 @@ import redis
 from auth.gradio_binding import SessionHashBindings
 from auth.login_state import LoginState, LoginStateStore
 from auth.redis_client import connect
+from auth.shared_state import reaches_shared_state
 from auth.token_checks import OneTimeIds
 
 # Bind on first use, refresh the owner's TTL, refuse anyone else: one atomic round trip per request.
@@ -60,6 +61,7 @@ class RedisLoginStateStore:
         self._prefix = f"{key_prefix}:login-state:"
         self._clock = clock
 
+    @reaches_shared_state
     def put(self, login: LoginState) -> None:
         ttl = math.ceil((login.expires_at - self._clock()).total_seconds())
         value = json.dumps(
@@ -74,6 +76,7 @@ class RedisLoginStateStore:
         )
         self._redis.set(self._prefix + _digest(login.state), value, ex=max(ttl, 1))
 
+    @reaches_shared_state
     def pop(self, state: str, now: datetime) -> LoginState | None:
         raw = self._redis.getdel(self._prefix + _digest(state))
         if raw is None:
@@ -97,6 +100,7 @@ class RedisSessionHashBindings:
         self._ttl_seconds = max(int(ttl.total_seconds()), 1)
         self._claim = client.register_script(_CLAIM)
 
+    @reaches_shared_state
     def claim(self, session_hash: str, user_key: str, now: datetime) -> bool:
         key = self._prefix + _digest(session_hash)
         return bool(self._claim(keys=[key], args=[user_key, self._ttl_seconds]))
@@ -109,6 +113,7 @@ class RedisOneTimeIds:
         self._redis = client
         self._prefix = f"{key_prefix}:{name}:"
 
+    @reaches_shared_state
     def first_use(self, value: str, ttl_seconds: int) -> bool:
         """True the first time `value` is seen within `ttl_seconds`; False for a replay."""
         key = self._prefix + _digest(value)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.refusals import close_websocket, refusal
+from auth.shared_state import SharedStateUnavailable
 
 log = logging.getLogger("chat.shared_state")
 
@@ -41,10 +41,10 @@ class SharedStateOutageMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except RedisError as exc:
+        except SharedStateUnavailable as exc:
             if started:  # part of a response went out: nothing clean is left to send
                 raise
-            log.error("shared state unreachable", extra={"error": type(exc).__name__})
+            log.error("shared state unreachable", extra={"error": str(exc)})
             if scope["type"] == "websocket":
                 await close_websocket(send)
                 return

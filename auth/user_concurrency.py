@@ -15,6 +15,7 @@ from typing import Protocol
 
 from auth.network_settings import LimitSettings
 from auth.redis_client import connect
+from auth.shared_state import reaches_shared_state
 
 
 class GenerationInProgress(Exception):
@@ -74,9 +75,11 @@ class RedisGenerationLocks:
         self._prefix = f"{key_prefix}:generation:"
         self._release = self._redis.register_script(_RELEASE)
 
+    @reaches_shared_state
     def acquire(self, key: str, token: str, ttl_seconds: int) -> bool:
         return bool(self._redis.set(self._prefix + key, token, nx=True, ex=ttl_seconds))
 
+    @reaches_shared_state
     def release(self, key: str, token: str) -> None:
         self._release(keys=[self._prefix + key], args=[token])
 

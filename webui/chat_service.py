@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from redis.exceptions import RedisError
-
 from auth.identity import User
 from auth.rate_limits import Limited
+from auth.shared_state import SharedStateUnavailable
 from auth.user_concurrency import GenerationInProgress
 from model.engine import (
     Engine,
@@ -125,7 +124,9 @@ class ChatService:
                     held.enter_context(self._guards.concurrency.hold(ctx.user.key))
             except GenerationInProgress:
                 refusal = text("one_at_a_time", ctx.locale)
-            except RedisError:  # limits and locks unreachable: refuse, never run unchecked
+            except (
+                SharedStateUnavailable
+            ):  # limits and locks unreachable: refuse, never run unchecked
                 log.error("shared state unreachable: turn refused")
                 refusal = text("unavailable", ctx.locale)
             if refusal is not None:
@@ -257,7 +258,9 @@ class ChatService:
             if self._guards.limiter is not None and stats.completion_tokens:
                 try:
                     self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
-                except RedisError:  # the reply is saved and audited; only the quota misses it
+                except (
+                    SharedStateUnavailable
+                ):  # the reply is saved and audited; only the quota misses it
                     log.error("shared state unreachable: tokens not counted")
 
     def _record(

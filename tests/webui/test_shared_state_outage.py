@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import httpx
-from redis.exceptions import ConnectionError as RedisConnectionError
+import pytest
+from redis.exceptions import RedisError
 
 from auth.identity import User
+from auth.network_settings import LimitSettings
+from auth.rate_limits import RateLimiter
+from auth.shared_state import SharedStateUnavailable
+from auth.user_concurrency import UserConcurrency
 from model.fake_engine import FakeEngine
 from model.settings import GenerationSettings
 from store.events import MemoryAuditSink
@@ -31,23 +36,34 @@ def test_with_redis_down_every_request_gets_a_retryable_503(chat_server):
         assert client.get("/healthz").status_code == 200  # liveness does not depend on Redis
 
 
-class UnreachableLimiter:
-    def hit_chat(self, user_key, ip=None):
-        raise RedisConnectionError("Connection refused")
+def unreachable() -> LimitSettings:
+    return LimitSettings(storage=f"redis://127.0.0.1:{free_port()}/0", key_prefix="outage-test")
 
-    check_tokens = consume_tokens = hit_chat
+
+def refused_turn(guards: TurnGuards):
+    engine, history = FakeEngine(delay=0.0), MemoryHistory()
+    service = ChatService(engine, history, MemoryAuditSink(), GenerationSettings(), guards)
+    updates = list(service.reply(TurnContext(ALICE), None, "hello"))
+    assert engine.requests == [] and history.conversations == {}  # nothing ran, nothing half-saved
+    return updates
 
 
 def test_a_turn_whose_limits_cannot_be_checked_is_refused_not_run():
-    engine, history = FakeEngine(delay=0.0), MemoryHistory()
-    service = ChatService(
-        engine,
-        history,
-        MemoryAuditSink(),
-        GenerationSettings(),
-        TurnGuards(limiter=UnreachableLimiter()),
-    )
-    (update,) = list(service.reply(TurnContext(ALICE), None, "hello"))
+    limiter = RateLimiter(unreachable(), MemoryAuditSink())  # the real limiter, Redis down
+    (update,) = refused_turn(TurnGuards(limiter=limiter))
     assert update.status == "refused"
     assert "try again" in update.notice.lower()
-    assert engine.requests == [] and history.conversations == {}  # nothing ran, nothing half-saved
+
+
+def test_a_turn_whose_one_at_a_time_lock_cannot_be_taken_is_refused_not_run():
+    concurrency = UserConcurrency.from_settings(unreachable())  # real Redis locks, Redis down
+    (update,) = refused_turn(TurnGuards(concurrency=concurrency))
+    assert update.status == "refused"
+    assert "try again" in update.notice.lower()
+
+
+def test_outside_auth_an_outage_is_one_domain_error_whatever_redis_raised():
+    limiter = RateLimiter(unreachable(), MemoryAuditSink())
+    with pytest.raises(SharedStateUnavailable) as caught:
+        limiter.hit_chat("alice")
+    assert isinstance(caught.value.__cause__, RedisError)  # the cause is kept for the logs
