@@ -195,12 +195,13 @@ class _StoredTensor:
         self.itemsize = torch.empty((), dtype=dtype).element_size()
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) read at their offset (os.preadv: no shared file position, so
+        concurrent readers are safe)."""
         stop = min(stop, self.shape[0])
-        row_numel = math.prod(self.shape[1:])
-        itemsize = self.itemsize
-        out = torch.empty((stop - start) * row_numel * itemsize, dtype=torch.uint8)
-        self._file.seek(self._offset + start * row_numel * itemsize)
-        if self._file.readinto(out.numpy()) != out.numel():
+        row_bytes = math.prod(self.shape[1:]) * self.itemsize
+        out = torch.empty((stop - start) * row_bytes, dtype=torch.uint8)
+        offset = self._offset + start * row_bytes
+        if os.preadv(self._file.fileno(), [out.numpy()], offset) != out.numel():
             raise ValueError("truncated safetensors file")
         return out.view(self.dtype).reshape(stop - start, *self.shape[1:])
 
@@ -208,14 +209,9 @@ class _StoredTensor:
         return self.rows(0, self.shape[0]) if self.shape else self.rows(0, 1).reshape(())
 
     def row(self, index: int) -> torch.Tensor:
-        """One row, read at its offset (os.pread: no shared file position, safe across threads)."""
         if not 0 <= index < self.shape[0]:
             raise IndexError(f"row {index} out of range for {self.shape[0]} rows")
-        row_bytes = math.prod(self.shape[1:]) * self.itemsize
-        data = os.pread(self._file.fileno(), row_bytes, self._offset + index * row_bytes)
-        if len(data) != row_bytes:
-            raise ValueError("truncated safetensors file")
-        return torch.frombuffer(bytearray(data), dtype=self.dtype).reshape(self.shape[1:])
+        return self.rows(index, index + 1)[0]
 
     def reopened(self) -> _StoredTensor:
         """The same tensor over a descriptor of its own (the same file, read-only) that stays

@@ -16,11 +16,12 @@ continued from its cached KV sees exactly what a prefill from scratch would have
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-KvCacheDtype = Literal["auto", "float32", "bfloat16"]
+from model.settings import KvCacheDtype
+
 ATTENTION = "sdpa_stored_kv"  # the name the attention below is registered under in transformers
 
 
@@ -40,7 +41,8 @@ def resolve_kv_dtype(
 
 
 def read_stored_kv(model: Any) -> None:
-    """Make the model's attention read a cache stored in kv_dtype rather than the model's dtype."""
+    """Make the model's attention read a cache stored in another dtype than its own (queries are
+    cast to the cache's dtype, the output back); harmless for a cache in the model's dtype."""
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import sdpa_mask

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+KvCacheDtype = Literal["auto", "float32", "bfloat16"]
+
 
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,7 +30,7 @@ class ModelSettings(BaseModel):
     prefix_cache_mb: int = Field(default=512, ge=0, le=65_536)
     # dtype of cached keys and values: "auto" is bfloat16 with int8 weights on CPUs with AMX (half
     # the KV memory, faster attention there), else the model's dtype (model/kv_dtype.py).
-    kv_cache_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    kv_cache_dtype: KvCacheDtype = "auto"
     # Most generations decoded together in one batched step (bounded by generation.max_concurrent).
     max_batch_size: int = Field(default=8, ge=1, le=64)
 
