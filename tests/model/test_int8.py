@@ -33,8 +33,10 @@ def test_every_linear_is_int8_and_no_float_matrix_is_left(int8_loaded, loaded) -
     model = int8_loaded.model
     float_linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     assert float_linears == []
-    # The tiny model is tied: its head becomes an int8 Linear too.
-    assert quantized_linear_count(model) == quantized_linear_count(loaded.model) + 7 * 2 + 1
+    # Per block: q/k/v as one, o, gate/up as one, down; the tiny model is tied: its head too.
+    layers = model.config.num_hidden_layers
+    assert quantized_linear_count(loaded.model) == 0
+    assert quantized_linear_count(model) == 4 * layers + 1
     assert isinstance(model.get_input_embeddings(), FileEmbedding)
     big_float = [n for n, p in model.named_parameters() if p.dim() > 1 and p.is_floating_point()]
     assert big_float == []  # only norms (vectors) stay in fp32
