@@ -154,10 +154,13 @@ def _stacked_int8_linear(
         bias = _read(weights, f"{name}.bias") if has_bias else torch.zeros(stored.shape[0])
         biases.append(bias.to(torch.float32))
     any_bias = any(has_bias for _, has_bias in members)
+    rows = [len(c) for c in codes]
     linear = _dynamic_linear(
         torch.cat(codes), torch.cat(scales), torch.cat(biases) if any_bias else None
     )
-    return linear, [len(c) for c in codes]
+    del codes, scales, biases
+    _return_freed_memory()  # as for every other weight: load temporaries must not pile up
+    return linear, rows
 
 
 class RowBlockLinear(nn.Module):
