@@ -119,3 +119,17 @@ def _rss_kb() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_the_lean_int8_linear_computes_what_pytorchs_dynamic_linear_does() -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    from model.int8 import Int8Linear, _dynamic_linear
+
+    torch.manual_seed(0)
+    codes = torch.randint(-127, 128, (40, 32), dtype=torch.int8)
+    layer = _dynamic_linear(codes, torch.rand(40) / 40 + 1e-3, torch.randn(40))
+    assert isinstance(layer, Int8Linear)
+    x = torch.randn(3, 5, 32)
+    with torch.inference_mode():
+        assert torch.equal(layer(x), DynamicLinear.forward(layer, x))
