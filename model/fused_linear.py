@@ -4,7 +4,7 @@ An attention block projects its input three times (q, k, v) and an MLP twice (ga
 separate int8 Linear: while decoding one token per step, each call streams a 1-3 MB matrix and
 pays a fixed cost (activation quantization, thread fork/join, output dequantization) that small
 matrices amortize poorly. Measured on the Qwen1.5-0.5B shapes, 2 threads, one row: 9.4 GB/s for a
-1024x1024 matrix against 15-16 GB/s for 5632x1024. Stacking the rows of q/k/v (and of gate/up)
+1024x1024 matrix against 15-19 GB/s for 5632x1024. Stacking the rows of q/k/v (and of gate/up)
 into one Linear computes the same numbers: weights are quantized per output row and the shared
 input per call, so every row's codes, scales and activation rounding are what the separate
 Linears had.
