@@ -156,23 +156,13 @@ def _fuse_projections(model: nn.Module, weights: dict[str, _StoredTensor]) -> No
 def _stacked_int8_linear(
     weights: dict[str, _StoredTensor], members: list[tuple[str, bool]]
 ) -> tuple[nn.Module, list[int]]:
-    """One int8 Linear over the rows of several stored weights (and biases, zero where absent)."""
-    codes, scales, biases = [], [], []
+    """One int8 Linear over the rows of several stored weights, and each member's row count."""
+    pieces = []
     for name, has_bias in members:
         stored = weights[f"{name}.weight"]
-        member_codes, member_scales = _quantize_rows(stored, 0, stored.shape[0])
-        codes.append(member_codes)
-        scales.append(member_scales)
-        bias = _read(weights, f"{name}.bias") if has_bias else torch.zeros(stored.shape[0])
-        biases.append(bias.to(torch.float32))
-    any_bias = any(has_bias for _, has_bias in members)
-    rows = [len(c) for c in codes]
-    linear = _dynamic_linear(
-        torch.cat(codes), torch.cat(scales), torch.cat(biases) if any_bias else None
-    )
-    del codes, scales, biases
-    _return_freed_memory()  # as for every other weight: load temporaries must not pile up
-    return linear, rows
+        bias = _read(weights, f"{name}.bias").to(torch.float32) if has_bias else None
+        pieces.append((stored, 0, stored.shape[0], bias))
+    return _linear_over_rows(pieces), [stop for _, _, stop, _ in pieces]
 
 
 class RowBlockLinear(nn.Module):
@@ -195,16 +185,39 @@ def _int8_linear(
     weights: dict[str, _StoredTensor], weight_name: str, bias_name: str | None
 ) -> nn.Module:
     """An int8 Linear for one stored weight (and bias), in row blocks if it is big."""
-    n_rows = weights[weight_name].shape[0]
+    stored = weights[weight_name]
+    n_rows = stored.shape[0]
     bias = _read(weights, bias_name).to(torch.float32) if bias_name else None
     blocks = []
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
-        codes, scales = _quantize_rows(weights[weight_name], start, stop)
-        blocks.append(_dynamic_linear(codes, scales, None if bias is None else bias[start:stop]))
-        del codes, scales
-        _return_freed_memory()
+        blocks.append(
+            _linear_over_rows([(stored, start, stop, None if bias is None else bias[start:stop])])
+        )
     return blocks[0] if len(blocks) == 1 else RowBlockLinear(blocks)
+
+
+RowRange = tuple["_StoredTensor", int, int, torch.Tensor | None]  # rows [start, stop), their bias
+
+
+def _linear_over_rows(pieces: list[RowRange]) -> nn.Module:
+    """One int8 Linear over these row ranges stacked in order (zero bias where a range has none);
+    the load's temporaries are handed back to the OS before returning."""
+    quantized = [_quantize_rows(stored, start, stop) for stored, start, stop, _ in pieces]
+    bias = None
+    if any(b is not None for *_, b in pieces):
+        bias = torch.cat(
+            [torch.zeros(stop - start) if b is None else b for _, start, stop, b in pieces]
+        )
+    if len(quantized) == 1:
+        codes, scales = quantized[0]  # no concatenation: a 32768-row block is not copied again
+    else:
+        codes = torch.cat([c for c, _ in quantized])
+        scales = torch.cat([s for _, s in quantized])
+    linear = _dynamic_linear(codes, scales, bias)
+    del quantized, codes, scales
+    _return_freed_memory()  # load temporaries must not pile up (see _return_freed_memory)
+    return linear
 
 
 def _quantize_rows(
