@@ -124,9 +124,8 @@ class ChatService:
                     held.enter_context(self._guards.concurrency.hold(ctx.user.key))
             except GenerationInProgress:
                 refusal = text("one_at_a_time", ctx.locale)
-            except (
-                SharedStateUnavailable
-            ):  # limits and locks unreachable: refuse, never run unchecked
+            except SharedStateUnavailable:
+                # Limits and locks unreachable: refuse, never run unchecked.
                 log.error("shared state unreachable: turn refused")
                 refusal = text("unavailable", ctx.locale)
             if refusal is not None:
@@ -258,9 +257,8 @@ class ChatService:
             if self._guards.limiter is not None and stats.completion_tokens:
                 try:
                     self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
-                except (
-                    SharedStateUnavailable
-                ):  # the reply is saved and audited; only the quota misses it
+                except SharedStateUnavailable:
+                    # The reply is saved and audited; only the quota misses it.
                     log.error("shared state unreachable: tokens not counted")
 
     def _record(
