@@ -10,9 +10,17 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import save_file
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from transformers import AutoModelForCausalLM
 
-from model.int8 import FileEmbedding, _open_weights, load_int8_model, quantized_linear_count
+from model.int8 import (
+    FileEmbedding,
+    Int8Linear,
+    _dynamic_linear,
+    _open_weights,
+    load_int8_model,
+    quantized_linear_count,
+)
 from model.loader import load_model
 from model.settings import ModelSettings
 from tests.model.conftest import ask
@@ -122,10 +130,6 @@ def _rss_kb() -> int:
 
 
 def test_the_lean_int8_linear_computes_what_pytorchs_dynamic_linear_does() -> None:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    from model.int8 import Int8Linear, _dynamic_linear
-
     torch.manual_seed(0)
     codes = torch.randint(-127, 128, (40, 32), dtype=torch.int8)
     layer = _dynamic_linear(codes, torch.rand(40) / 40 + 1e-3, torch.randn(40))
