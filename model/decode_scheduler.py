@@ -12,7 +12,8 @@ and bounded in MB, per-user keys (its block sharing matches prompts across users
 channel), per-request sampling values, and cancellation checked at every step.
 
 All torch work runs on this one thread (see threaded_engine's docstring on OpenMP teams); it
-starts when work arrives and ends when there is none.
+starts when work arrives and ends when there is none, handing the memory its work freed back to
+the OS as it goes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from model.generation_job import GenerationJob
+from model.heap import return_freed_memory
 from model.kv_batch import BatchedKV
 from model.prefix_cache import CacheKey, PrefixCache
 from model.sampling import choose_token
@@ -93,7 +95,7 @@ class DecodeScheduler:
                     with self._lock:
                         if not rows and not self._pending:
                             self._thread = None
-                            return
+                            break
                         joining = [
                             self._pending.popleft()
                             for _ in range(min(len(self._pending), self._max_batch - len(rows)))
@@ -110,6 +112,10 @@ class DecodeScheduler:
                 self._thread = None
             for job in stranded:
                 self._fail(job, exc)
+            return
+        # Idle: the KV of the replies just served was freed in pieces of every size; without a
+        # trim glibc keeps those pages resident for good (model.heap).
+        return_freed_memory()
 
     def _join(
         self, job: GenerationJob, key: CacheKey | None, rows: list[_Row], kv: BatchedKV

@@ -32,7 +32,6 @@ two libraries need their own packed copies: serving both ways would hold the blo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -46,6 +45,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from model.fused_linear import FusedLinear, FusedPart
+from model.heap import return_freed_memory
 
 ROW_CHUNK = 8192  # rows of a big matrix (the vocabulary) read and quantized at a time
 BLOCK_ROWS = 32768  # rows packed as one int8 Linear: bounds the packing's transient memory
@@ -216,7 +216,7 @@ def _linear_over_rows(pieces: list[RowRange]) -> nn.Module:
         scales = torch.cat([s for _, s in quantized])
     linear = _dynamic_linear(codes, scales, bias)
     del quantized, codes, scales
-    _return_freed_memory()  # load temporaries must not pile up (see _return_freed_memory)
+    return_freed_memory()  # load temporaries must not pile up (model.heap)
     return linear
 
 
@@ -248,16 +248,6 @@ def _dynamic_linear(codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tenso
         layer = Int8Linear(in_features, out_features, bias_=bias is not None, dtype=torch.qint8)
         layer.set_weight_bias(qweight, None if bias is None else bias.to(torch.float32))
     return layer
-
-
-def _return_freed_memory() -> None:
-    """Give freed heap pages back to the OS (glibc only) so load temporaries do not add to peak RSS.
-
-    Each fp32 weight is read, quantized and freed; glibc keeps such chunks in a thread's arena
-    (measured: +170 MB peak when loading off the main thread), and malloc_trim releases them.
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,19 @@ def test_max_concurrent_generations_run_side_by_side(make_engine) -> None:
     for stream in streams:
         stream.cancel()
         assert stream.wait(2.0)
+
+
+def test_freed_memory_goes_back_to_the_os_when_the_engine_goes_idle(
+    make_engine, monkeypatch
+) -> None:
+    trims = threading.Event()
+    monkeypatch.setattr("model.decode_scheduler.return_freed_memory", trims.set)
+    engine = make_engine(max_concurrent=2)
+    stream = engine.stream(ask("hello"))
+    tokens = iter(stream)
+    for _ in range(20):  # decoding steps and a second reply joining and leaving: no trim yet
+        next(tokens)
+    list(engine.stream(ask("a second reply", max_new_tokens=5)))
+    assert not trims.is_set()
+    stream.cancel()
+    assert trims.wait(5.0)  # the last reply ended: the scheduler trims as it goes idle
