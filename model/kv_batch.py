@@ -95,10 +95,14 @@ def _filled(layer: object) -> bool:
 
 def _stacked(batch: torch.Tensor, row: torch.Tensor, width: int) -> torch.Tensor:
     """The batch's rows then the new row, right-aligned to `width` columns, zeros on the left,
-    in a buffer with spare room."""
+    in a buffer with spare room. Only the padding is zeroed (masked out, but it must hold finite
+    numbers: attention multiplies it by zero weights); the spare room is left untouched, so its
+    pages are not made resident before tokens are appended there."""
     rows = batch.shape[0] + row.shape[0]
     heads, dim = batch.shape[1], batch.shape[3]
-    buffer = batch.new_zeros((rows, heads, width + SPARE_TOKENS, dim))
-    buffer[: batch.shape[0], :, width - batch.shape[2] : width] = batch
-    buffer[batch.shape[0] :, :, width - row.shape[2] : width] = row
+    buffer = batch.new_empty((rows, heads, width + SPARE_TOKENS, dim))
+    for part, first in ((batch, 0), (row, batch.shape[0])):
+        last, start = first + part.shape[0], width - part.shape[2]
+        buffer[first:last, :, :start] = 0
+        buffer[first:last, :, start:width] = part
     return buffer[:, :, :width]

@@ -75,3 +75,20 @@ def test_a_lone_row_hands_over_its_own_tensors_and_counts_their_room() -> None:
     ((keys, values),) = batch.row(0, room=SPARE_TOKENS)
     assert keys.data_ptr() == batch.cache.layers[0].keys.data_ptr()
     assert stored_bytes([(keys, values)]) == 2 * keys.element_size() * 2 * 4 * (4 + SPARE_TOKENS)
+
+
+def test_rows_joining_a_batch_are_right_aligned_over_zero_padding() -> None:
+    batch = BatchedKV()
+    rows = [(kv(1, 5, 1), 5), (kv(1, 3, 2), 3), (kv(1, 9, 3), 9)]  # shorter, then longer
+    for keys, length in rows:
+        # Leave a freed NaN-filled block of the buffer's size behind: padding read from reused
+        # memory instead of written would show up as NaN.
+        poison = torch.full((len(batch) + 1, 2, 9 + SPARE_TOKENS, 4), float("nan"))
+        del poison
+        batch.add([(keys, keys)], length)
+    layer = batch.cache.layers[0]
+    assert batch.width == 9 and layer.keys.shape == (3, 2, 9, 4)
+    for i, (keys, length) in enumerate(rows):
+        torch.testing.assert_close(layer.keys[i : i + 1, :, 9 - length :], keys)
+        assert torch.equal(layer.keys[i, :, : 9 - length], torch.zeros(2, 9 - length, 4))
+        assert torch.equal(layer.values[i, :, : 9 - length], torch.zeros(2, 9 - length, 4))
