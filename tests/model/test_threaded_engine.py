@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -201,12 +202,21 @@ def test_max_concurrent_generations_run_side_by_side(make_engine) -> None:
         assert stream.wait(2.0)
 
 
-def test_freed_memory_goes_back_to_the_os_when_the_engine_goes_idle(
-    make_engine, monkeypatch
-) -> None:
+def decoder_idle(timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(t.name == "engine-decoder" for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_freed_memory_goes_back_to_the_os_when_a_batch_is_done(make_engine, monkeypatch) -> None:
     trims = threading.Event()
     monkeypatch.setattr("model.decode_scheduler.return_freed_memory", trims.set)
     engine = make_engine(max_concurrent=2)
+    list(engine.stream(ask("a lone reply", max_new_tokens=40)))
+    assert decoder_idle() and not trims.is_set()  # nothing re-laid out: no trim to pay for
     stream = engine.stream(ask("hello"))
     tokens = iter(stream)
     for _ in range(20):  # decoding steps and a second reply joining and leaving: no trim yet
@@ -214,4 +224,4 @@ def test_freed_memory_goes_back_to_the_os_when_the_engine_goes_idle(
     list(engine.stream(ask("a second reply", max_new_tokens=5)))
     assert not trims.is_set()
     stream.cancel()
-    assert trims.wait(5.0)  # the last reply ended: the scheduler trims as it goes idle
+    assert trims.wait(5.0)  # the batch is over: the scheduler trims as it goes idle
