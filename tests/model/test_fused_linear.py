@@ -49,7 +49,7 @@ def test_parts_called_with_different_inputs_each_get_their_own_answer(parts_and_
         assert torch.equal(parts[0](first), separate[0](first))
     # Once every part of one input has been served, nothing is held until the next call.
     parts[0](first), parts[1](first), parts[2](first)
-    assert fused._input is None and fused._output is None
+    assert fused._memo.input is None and fused._memo.output is None
 
 
 def test_a_fused_model_computes_what_the_unfused_one_does(tiny_model_dir, monkeypatch) -> None:
