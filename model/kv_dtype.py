@@ -5,10 +5,11 @@ Qwen1.5-0.5B): 8 streams of 192 tokens hold 150 MB less, and the prefix cache ke
 conversation in the same MB. Whether attention over them is also faster depends on the CPU:
 measured with 2 threads, on an Intel Xeon with AMX bf16 SDPA was 1.6x faster than fp32 for
 8 x 192 decoding tokens and for a 41-token prefill over 1,533 cached ones (oneDNN tiles), while
-on an AMD EPYC without AMX a bf16 cache cost 17% of single-stream decoding, and on one without any
-bf16 instructions (AVX2 only) bf16 attention was 1.9x (one row) to 2.4x (8 rows) slower. "auto" therefore
-stores bf16 only where AMX is present, and only with int8 weights, whose activations already
-carry less precision than bf16 keeps; quantization "none" stays exact fp32 throughout.
+on an AMD EPYC without AMX a bf16 cache cost 17% of single-stream decoding, and on one without
+any bf16 instructions (AVX2 only) bf16 attention was 1.9x (one row) to 2.4x (8 rows) slower.
+"auto" therefore stores bf16 only where AMX is present, and only with int8 weights, whose
+activations already carry less precision than bf16 keeps; quantization "none" stays exact fp32
+throughout.
 
 Attention casts the fp32 queries to the cache's dtype, runs PyTorch's SDPA on that, and returns
 fp32 to the rest of the layer. Keys and values are rounded once, when stored, so a conversation
