@@ -164,6 +164,7 @@ class DecodeScheduler:
         for row in rows:  # how many decoded together: the batching a caller can observe
             extra = row.job.stats.extra
             extra["max_batch"] = max(extra.get("max_batch", 0.0), float(len(rows)))
+        kv.make_room()
         mask, positions = kv.step_inputs()
         try:
             out = self._model(

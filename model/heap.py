@@ -10,7 +10,8 @@ its own. Two places in this engine free a lot of it in the middle of a heap:
   brought it back to 822 MB, what it held before the burst).
 A trim walks the arenas (about 1 ms here), and whatever it released is page-faulted back in
 when it is needed again (~4 us a page on these virtual machines), so it runs only at those
-moments, not per step or after every reply.
+moments, not per step or after every reply: when the decoder goes idle after a batch, and while
+a batch is re-laid out, once per TrimEvery's worth of freed buffers (model.kv_batch).
 """
 
 from __future__ import annotations
@@ -23,3 +24,17 @@ def return_freed_memory() -> None:
     """Release the free pages of every malloc arena to the OS (malloc_trim)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class TrimEvery:
+    """Trims the heap each time at least `nbytes` of freed memory has been reported."""
+
+    def __init__(self, nbytes: int) -> None:
+        self._every = nbytes
+        self._pending = 0
+
+    def freed(self, nbytes: int) -> None:
+        self._pending += nbytes
+        if self._pending >= self._every:
+            self._pending = 0
+            return_freed_memory()

@@ -92,3 +92,42 @@ def test_rows_joining_a_batch_are_right_aligned_over_zero_padding() -> None:
         torch.testing.assert_close(layer.keys[i : i + 1, :, 9 - length :], keys)
         assert torch.equal(layer.keys[i, :, : 9 - length], torch.zeros(2, 9 - length, 4))
         assert torch.equal(layer.values[i, :, : 9 - length], torch.zeros(2, 9 - length, 4))
+
+
+def full_batch(rows: int) -> BatchedKV:
+    """A batch of `rows` rows of 4 tokens whose buffers have no room left."""
+    batch = BatchedKV()
+    for i in range(rows):
+        batch.add([(kv(1, 4, i), kv(1, 4, i + 10))], 4)
+    layer = batch.cache.layers[0]
+    layer.keys, layer.values = layer.keys.clone(), layer.values.clone()  # exactly full
+    return batch
+
+
+def test_make_room_lets_the_next_step_append_in_place() -> None:
+    batch = full_batch(2)
+    before = batch.cache.layers[0].keys.clone()
+    batch.make_room()
+    layer = batch.cache.layers[0]
+    assert capacity(layer.keys) == capacity(layer.values) == 4 + SPARE_TOKENS
+    torch.testing.assert_close(layer.keys, before)
+    where = layer.keys.data_ptr()
+    layer.update(kv(2, 1, 7), kv(2, 1, 8))  # what the model's forward does in a step
+    assert layer.keys.data_ptr() == where and layer.keys.shape[2] == 5
+    batch.make_room()  # room left: nothing moves
+    assert batch.cache.layers[0].keys.data_ptr() == where
+
+
+def test_the_heap_is_trimmed_as_a_batch_is_re_laid_out_not_for_a_lone_row(monkeypatch) -> None:
+    trims = []
+    monkeypatch.setattr("model.heap.return_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr("model.kv_batch.TRIM_EVERY", 1)  # every freed buffer counts
+    lone = full_batch(1)
+    lone.make_room()
+    assert not trims
+    batch = full_batch(2)  # the second row's join re-laid the first out
+    assert len(trims) == 1
+    batch.make_room()
+    assert len(trims) == 2
+    batch.keep([1])
+    assert len(trims) == 3
