@@ -8,7 +8,7 @@ its own. Two places in this engine free a lot of it in the middle of a heap:
   grow, each time into a bigger or smaller buffer, and the holes left behind stay resident
   (measured on an AMD EPYC: after 8 streams of 64 tokens the idle process held 1,293 MB; a trim
   brought it back to 822 MB, what it held before the burst).
-A trim walks the arenas (about 1 ms here), and whatever it released is page-faulted back in
+A trim walks the arenas (1-4 ms here), and whatever it released is page-faulted back in
 when it is needed again (~4 us a page on these virtual machines), so it runs only at those
 moments, not per step or after every reply: when the decoder goes idle after a batch, and while
 a batch is re-laid out, once per TrimEvery's worth of freed buffers (model.kv_batch).

@@ -11,8 +11,9 @@ Every re-layout of a batch of several rows frees buffers of sizes that no later 
 batch fits in; glibc keeps them resident, and across a burst they added 100-250 MB to the peak.
 The heap is trimmed each time TRIM_EVERY bytes of them have been freed (model.heap). Measured on
 an AMD EPYC, 8 streams of 64 tokens after 128-token prompts: peak RSS 1,287-1,389 MB without
-(4 runs), 1,147-1,155 MB with 32 MB (5 runs; 96 MB: 1,177-1,252), for ~5% of the 8 streams'
-throughput (median of 6 interleaved pairs; 96 MB: ~2%): the memory comes back in page faults.
+(4 runs), 1,147-1,155 MB with 32 MB (5 runs; 96 MB: 1,177-1,252), for up to ~5% of the 8
+streams' throughput (4.7% in one test of 6 interleaved pairs, nothing measurable in another; 96 MB:
+~2%): what a trim releases comes back through page faults.
 A lone row's regrowths are not counted: they left ~50 MB behind over a reply, and trimming
 after lone replies slowed the next prompt (model.decode_scheduler).
 """
