@@ -30,7 +30,7 @@ from model.heap import return_freed_memory
 from model.kv_batch import BatchedKV
 from model.prefix_cache import CacheKey, PrefixCache
 from model.sampling import choose_token
-from model.slack_cache import slack_cache
+from model.slack_cache import KVPairs, slack_cache
 
 log = logging.getLogger("chat.engine")
 
@@ -88,6 +88,8 @@ class DecodeScheduler:
 
     def _loop(self) -> None:
         rows: list[_Row] = []
+        joining: list[tuple[GenerationJob, CacheKey | None]] = []  # taken from the queue
+        joined: list[tuple[_Row, KVPairs]] = []  # prefilled, joining the batch before the next step
         kv = BatchedKV()
         widest = 0  # most rows decoded together since the thread started
         try:
@@ -101,15 +103,23 @@ class DecodeScheduler:
                             self._pending.popleft()
                             for _ in range(min(len(self._pending), self._max_batch - len(rows)))
                         ]
-                    for job, key in joining:
-                        self._join(job, key, rows, kv)
+                    while joining:
+                        if (prefilled := self._prefill(*joining[0])) is not None:
+                            joined.append(prefilled)
+                        joining.pop(0)
+                    if joined:  # one re-layout for all of them (model.kv_batch)
+                        adding = [(pairs, len(row.ids) - 1) for row, pairs in joined]
+                        rows.extend(row for row, _ in joined)
+                        joined.clear()
+                        kv.add(adding)
                     if rows:
                         widest = max(widest, len(rows))
                         self._step(rows, kv)
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             log.exception("decode loop failed")
             with self._lock:
-                stranded = [r.job for r in rows] + [job for job, _ in self._pending]
+                stranded = [r.job for r in rows] + [r.job for r, _ in joined]
+                stranded += [job for job, _ in joining] + [job for job, _ in self._pending]
                 self._pending.clear()
                 self._thread = None
             for job in stranded:
@@ -122,12 +132,11 @@ class DecodeScheduler:
         if widest > 1:
             return_freed_memory()
 
-    def _join(
-        self, job: GenerationJob, key: CacheKey | None, rows: list[_Row], kv: BatchedKV
-    ) -> None:
+    def _prefill(self, job: GenerationJob, key: CacheKey | None) -> tuple[_Row, KVPairs] | None:
+        """Prefill a joining job and hand it its first token; its row and KV if it goes on."""
         if job.cancelled.is_set():
             job.done.set()
-            return
+            return None
         row = _Row(job, key, list(job.input_ids))
         try:
             self._set_threads("prompt")
@@ -147,12 +156,12 @@ class DecodeScheduler:
             token = choose_token(out.logits[0, -1], row.ids, job.sampling, self._top_k)
         except Exception as exc:
             self._fail(job, exc)
-            return
+            return None
+        pairs = [(k, v) for k, v, *_ in cache]
         if not self._emit(row, token):
-            self._finish(row, [(k, v) for k, v, *_ in cache])
-            return
-        kv.add([(k, v) for k, v, *_ in cache], len(row.ids) - 1)
-        rows.append(row)
+            self._finish(row, pairs)
+            return None
+        return row, pairs
 
     def _step(self, rows: list[_Row], kv: BatchedKV) -> None:
         """Drop cancelled rows, then one forward pass for all: each row gets one token."""

@@ -39,20 +39,35 @@ class BatchedKV:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def add(self, kv: KVPairs, length: int) -> None:
-        """Append a row whose cache (batch of one, no padding) holds `length` tokens."""
-        width = max(self.width, length)
-        if not self.lengths:
-            self.cache = slack_cache(kv)
+    def add(self, joining: list[tuple[KVPairs, int]]) -> None:
+        """Append rows, each given as its cache (batch of one, no padding) and how many tokens it
+        holds, in one re-layout however many join. The rows' lists are consumed: each layer's
+        tensors are dropped once copied, so the old and new layouts never coexist whole."""
+        width = max(self.width, *(length for _, length in joining))
+        if not self.lengths and len(joining) == 1:
+            self.cache = slack_cache(joining[0][0])  # a lone row's own buffers: no copy
         else:
-            # Layer by layer, so only one layer's old and new tensors coexist.
-            layers = [layer for layer in self.cache.layers if _filled(layer)]
-            for layer, (k, v) in zip(layers, kv, strict=True):
-                old = _stored(layer)
-                layer.keys = _stacked(layer.keys, k, width)
-                layer.values = _stacked(layer.values, v, width)
+            layers = (
+                [layer for layer in self.cache.layers if _filled(layer)] if self.lengths else []
+            )
+            fresh: KVPairs = []  # the new layout's layers, when there was no batch to re-lay
+            for i in range(len(joining[0][0])):
+                parts = [(layers[i].keys, layers[i].values)] if layers else []
+                for kv, _ in joining:
+                    parts.append(kv[i])
+                    kv[i] = None  # the copy below is the only one kept
+                old = sum(_nbytes(k) + _nbytes(v) for k, v in parts)
+                keys = _stacked([k for k, _ in parts], width)
+                values = _stacked([v for _, v in parts], width)
+                del parts
+                if layers:
+                    layers[i].keys, layers[i].values = keys, values
+                else:
+                    fresh.append((keys, values))
                 self._freed.freed(old)
-        self.lengths.append(length)
+            if not layers:
+                self.cache = slack_cache(fresh)
+        self.lengths.extend(length for _, length in joining)
         self.width = width
 
     def keep(self, rows: list[int]) -> None:
@@ -121,7 +136,11 @@ def _pairs(cache: DynamicCache) -> KVPairs:
 
 def _stored(layer: object) -> int:
     """Bytes behind a layer's keys and values (what re-laying them out frees)."""
-    return layer.keys.untyped_storage().nbytes() + layer.values.untyped_storage().nbytes()
+    return _nbytes(layer.keys) + _nbytes(layer.values)
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().nbytes()
 
 
 def _filled(layer: object) -> bool:
@@ -129,16 +148,17 @@ def _filled(layer: object) -> bool:
     return keys is not None and keys.numel() > 0
 
 
-def _stacked(batch: torch.Tensor, row: torch.Tensor, width: int) -> torch.Tensor:
-    """The batch's rows then the new row, right-aligned to `width` columns, zeros on the left,
-    in a buffer with spare room. Only the padding is zeroed (masked out, but it must hold finite
+def _stacked(parts: list[torch.Tensor], width: int) -> torch.Tensor:
+    """The parts' rows in order, each right-aligned to `width` columns with zeros on the left, in
+    a buffer with spare room. Only the padding is zeroed (masked out, but it must hold finite
     numbers: attention multiplies it by zero weights); the spare room is left untouched, so its
     pages are not made resident before tokens are appended there."""
-    rows = batch.shape[0] + row.shape[0]
-    heads, dim = batch.shape[1], batch.shape[3]
-    buffer = batch.new_empty((rows, heads, width + SPARE_TOKENS, dim))
-    for part, first in ((batch, 0), (row, batch.shape[0])):
+    heads, dim = parts[0].shape[1], parts[0].shape[3]
+    buffer = parts[0].new_empty((sum(p.shape[0] for p in parts), heads, width + SPARE_TOKENS, dim))
+    first = 0
+    for part in parts:
         last, start = first + part.shape[0], width - part.shape[2]
         buffer[first:last, :, :start] = 0
         buffer[first:last, :, start:width] = part
+        first = last
     return buffer[:, :, :width]

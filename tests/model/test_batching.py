@@ -115,7 +115,7 @@ def test_a_padded_batch_step_gives_each_row_its_solo_logits(loaded) -> None:
     with torch.inference_mode():
         solo = [prefill(model, [*ids, t])[0] for ids, t in zip(prompts, nxt, strict=True)]
         for ids in prompts:
-            kv.add(prefill(model, ids)[1], len(ids))
+            kv.add([(prefill(model, ids)[1], len(ids))])
         mask, positions = kv.step_inputs()
         out = model(
             input_ids=torch.tensor([[t] for t in nxt]),

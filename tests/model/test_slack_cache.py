@@ -56,8 +56,8 @@ def test_the_model_with_the_slack_cache_gives_transformers_cache_logits(loaded) 
 
 def test_a_leaving_row_gets_tensors_no_other_row_writes_into() -> None:
     batch = BatchedKV()
-    batch.add([(kv(1, 4, 1), kv(1, 4, 2))], 4)
-    batch.add([(kv(1, 6, 3), kv(1, 6, 4))], 6)
+    batch.add([([(kv(1, 4, 1), kv(1, 4, 2))], 4)])
+    batch.add([([(kv(1, 6, 3), kv(1, 6, 4))], 6)])
     ((keys, _),) = batch.row(0, room=8)
     assert capacity(keys) >= 4 + 8
     torch.testing.assert_close(keys, kv(1, 4, 1))
@@ -71,7 +71,7 @@ def test_a_leaving_row_gets_tensors_no_other_row_writes_into() -> None:
 
 def test_a_lone_row_hands_over_its_own_tensors_and_counts_their_room() -> None:
     batch = BatchedKV()
-    batch.add([(append(torch.tensor([]), kv(1, 4)), append(torch.tensor([]), kv(1, 4)))], 4)
+    batch.add([([(append(torch.tensor([]), kv(1, 4)), append(torch.tensor([]), kv(1, 4)))], 4)])
     ((keys, values),) = batch.row(0, room=SPARE_TOKENS)
     assert keys.data_ptr() == batch.cache.layers[0].keys.data_ptr()
     assert stored_bytes([(keys, values)]) == 2 * keys.element_size() * 2 * 4 * (4 + SPARE_TOKENS)
@@ -85,7 +85,7 @@ def test_rows_joining_a_batch_are_right_aligned_over_zero_padding() -> None:
         # memory instead of written would show up as NaN.
         poison = torch.full((len(batch) + 1, 2, 9 + SPARE_TOKENS, 4), float("nan"))
         del poison
-        batch.add([(keys, keys)], length)
+        batch.add([([(keys, keys)], length)])
     layer = batch.cache.layers[0]
     assert batch.width == 9 and layer.keys.shape == (3, 2, 9, 4)
     for i, (keys, length) in enumerate(rows):
@@ -98,7 +98,7 @@ def full_batch(rows: int) -> BatchedKV:
     """A batch of `rows` rows of 4 tokens whose buffers have no room left."""
     batch = BatchedKV()
     for i in range(rows):
-        batch.add([(kv(1, 4, i), kv(1, 4, i + 10))], 4)
+        batch.add([([(kv(1, 4, i), kv(1, 4, i + 10))], 4)])
     layer = batch.cache.layers[0]
     layer.keys, layer.values = layer.keys.clone(), layer.values.clone()  # exactly full
     return batch
@@ -131,3 +131,21 @@ def test_the_heap_is_trimmed_as_a_batch_is_re_laid_out_not_for_a_lone_row(monkey
     assert len(trims) == 2
     batch.keep([1])
     assert len(trims) == 3
+
+
+def test_rows_joining_together_are_laid_out_as_if_they_had_joined_one_by_one() -> None:
+    rows = [(kv(1, 5, 1), 5), (kv(1, 3, 2), 3), (kv(1, 9, 3), 9), (kv(1, 2, 4), 2)]
+    one_by_one = BatchedKV()
+    for keys, length in rows:
+        one_by_one.add([([(keys, keys * 2)], length)])
+    together = BatchedKV()
+    together.add([([(rows[0][0], rows[0][0] * 2)], rows[0][1])])  # a batch, then three at once
+    joining = [([(keys, keys * 2)], length) for keys, length in rows[1:]]
+    together.add(joining)
+    assert together.lengths == one_by_one.lengths and together.width == one_by_one.width == 9
+    mine, theirs = together.cache.layers[0], one_by_one.cache.layers[0]
+    assert torch.equal(mine.keys, theirs.keys) and torch.equal(mine.values, theirs.values)
+    assert all(pairs == [None] for pairs, _ in joining)  # copied once, not kept twice
+    fresh = BatchedKV()  # several rows into an empty batch
+    fresh.add([([(keys, keys * 2)], length) for keys, length in rows])
+    assert torch.equal(fresh.cache.layers[0].keys, theirs.keys)

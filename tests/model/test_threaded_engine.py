@@ -225,3 +225,30 @@ def test_freed_memory_goes_back_to_the_os_when_a_batch_is_done(make_engine, monk
     assert not trims.is_set()
     stream.cancel()
     assert trims.wait(5.0)  # the batch is over: the scheduler trims as it goes idle
+
+
+def test_a_bug_while_rows_join_fails_every_caller_instead_of_stranding_one(
+    make_engine, monkeypatch
+) -> None:
+    def broken(self, joining):
+        raise RuntimeError("bug while laying out the batch")
+
+    monkeypatch.setattr("model.kv_batch.BatchedKV.add", broken)
+    engine = make_engine(max_concurrent=3, max_queue=0)
+    streams = [engine.stream(ask(f"question {i}", max_new_tokens=20)) for i in range(3)]
+    outcomes = []
+
+    def read(stream) -> None:
+        try:
+            list(stream)
+            outcomes.append("answered")
+        except EngineError:
+            outcomes.append("failed")
+
+    readers = [threading.Thread(target=read, args=(s,)) for s in streams]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(10)
+    assert outcomes == ["failed"] * 3  # none left waiting for a reply that will never come
+    assert engine.gate.running == 0
