@@ -1,11 +1,11 @@
 """Load a causal LM straight into int8, one weight at a time, so no fp32 copy is ever resident.
 
-Every nn.Linear becomes PyTorch's dynamic-quantized Linear (fbgemm, VNNI on these CPUs): weights
-int8 with one scale per output row, activations quantized per call; q/k/v and gate/up are stacked
-into one such Linear each (model.fused_linear: same numbers, fewer and bigger products); a tied
-output projection gets its own packed int8 copy of the embedding matrix. The token embedding
-itself is not loaded: it is read row by row from the weights file as tokens are looked up: none
-of it is resident, rows exact.
+Every nn.Linear becomes PyTorch's dynamic-quantized Linear (fbgemm; VNNI where the CPU has it):
+weights int8 with one scale per output row, activations quantized per call; q/k/v and gate/up are
+stacked into one such Linear each (model.fused_linear: same numbers, fewer and bigger products); a
+tied output projection gets its own packed int8 copy of the embedding matrix. The token embedding
+itself is not loaded: it is read row by row from the weights file as tokens are looked up: none of
+it is resident, rows exact.
 An earlier build had the output projection read the embedding's int8 codes instead (one copy, via
 torch._weight_int8pack_mm); it was 1.3x slower per token on an AMD EPYC and 2x slower on an Intel
 Xeon with AMX than the packed copy, which the file-read embedding now pays for. Measured on the

@@ -24,7 +24,14 @@ import torch
 from transformers import DynamicCache
 
 from model.heap import TrimEvery
-from model.slack_cache import SPARE_TOKENS, KVPairs, capacity, slack_cache, with_room
+from model.slack_cache import (
+    SPARE_TOKENS,
+    KVPairs,
+    capacity,
+    slack_cache,
+    stored_bytes,
+    with_room,
+)
 
 TRIM_EVERY = 32 * 2**20  # bytes of a batch's re-laid-out buffers freed between heap trims
 
@@ -56,7 +63,7 @@ class BatchedKV:
                 for kv, _ in joining:
                     parts.append(kv[i])
                     kv[i] = None  # the copy below is the only one kept
-                old = sum(_nbytes(k) + _nbytes(v) for k, v in parts)
+                old = stored_bytes(parts)
                 keys = _stacked([k for k, _ in parts], width)
                 values = _stacked([v for _, v in parts], width)
                 del parts
@@ -77,7 +84,7 @@ class BatchedKV:
         index = torch.tensor(rows, dtype=torch.long)
         room = width + SPARE_TOKENS
         for layer in filter(_filled, self.cache.layers):
-            old = _stored(layer)
+            old = stored_bytes([(layer.keys, layer.values)])
             layer.keys = with_room(layer.keys[index, :, self.width - width :], room)
             layer.values = with_room(layer.values[index, :, self.width - width :], room)
             self._freed.freed(old)
@@ -110,10 +117,10 @@ class BatchedKV:
         for layer in filter(_filled, self.cache.layers):
             if min(capacity(layer.keys), capacity(layer.values)) > self.width:
                 continue
-            old = _stored(layer)
+            old = stored_bytes([(layer.keys, layer.values)])
             layer.keys = with_room(layer.keys, self.width + SPARE_TOKENS)
             layer.values = with_room(layer.values, self.width + SPARE_TOKENS)
-            if several:  # a lone row's buffers are reused as they come (see the module docstring)
+            if several:  # a lone row's regrowths are not counted (see the module docstring)
                 self._freed.freed(old)
 
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,15 +139,6 @@ class BatchedKV:
 
 def _pairs(cache: DynamicCache) -> KVPairs:
     return [(layer.keys, layer.values) for layer in cache.layers if _filled(layer)]
-
-
-def _stored(layer: object) -> int:
-    """Bytes behind a layer's keys and values (what re-laying them out frees)."""
-    return _nbytes(layer.keys) + _nbytes(layer.values)
-
-
-def _nbytes(tensor: torch.Tensor) -> int:
-    return tensor.untyped_storage().nbytes()
 
 
 def _filled(layer: object) -> bool:
