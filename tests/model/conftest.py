@@ -32,6 +32,13 @@ def loaded(tiny_model_dir: Path) -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
+def int8_loaded(tiny_model_dir: Path) -> LoadedModel:
+    return load_model(
+        tiny_model_dir, ModelSettings(source="tiny-random", threads=1, quantization="int8")
+    )
+
+
+@pytest.fixture(scope="session")
 def tokenizer(loaded: LoadedModel):
     return loaded.tokenizer
 

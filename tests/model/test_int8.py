@@ -21,20 +21,12 @@ from model.int8 import (
     load_int8_model,
     quantized_linear_count,
 )
-from model.loader import load_model
 from model.settings import ModelSettings
 from tests.model.conftest import ask
 
 # Teacher-forced: both models read the same fp32 greedy continuation, position by position.
 MIN_ARGMAX_AGREEMENT = 0.7  # measured 0.77-0.84 on the tiny model (hidden 64: a worst case)
 MAX_MEAN_LOGIT_ERROR = 0.15  # mean |int8 - fp32| logit / std of fp32 logits; measured 0.09
-
-
-@pytest.fixture(scope="module")
-def int8_loaded(tiny_model_dir):
-    return load_model(
-        tiny_model_dir, ModelSettings(source="tiny-random", threads=1, quantization="int8")
-    )
 
 
 def test_every_linear_is_int8_and_no_float_matrix_is_left(int8_loaded, loaded) -> None:
