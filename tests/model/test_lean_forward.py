@@ -74,12 +74,18 @@ def assert_identical(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> No
         assert torch.equal(a, b), f"max difference {(a.float() - b.float()).abs().max()}"
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_a_conversation_gives_transformers_logits_and_cache_bit_for_bit(request, variant) -> None:
+def variant_model(request, variant: str):
+    """The variant's model, set to read a cache stored in the variant's dtype, and that dtype."""
     fixture, kv_dtype = VARIANTS[variant]
     model = request.getfixturevalue(fixture).model
     if kv_dtype is not None:
         read_stored_kv(model)
+    return model, kv_dtype
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_conversation_gives_transformers_logits_and_cache_bit_for_bit(request, variant) -> None:
+    model, kv_dtype = variant_model(request, variant)
     lean = lean_forward(model)
     assert isinstance(lean, LeanQwen2)
     with torch.inference_mode():
@@ -94,10 +100,7 @@ def test_a_conversation_gives_transformers_logits_and_cache_bit_for_bit(request,
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_padded_batch_step_gives_transformers_logits_bit_for_bit(request, variant) -> None:
-    fixture, kv_dtype = VARIANTS[variant]
-    model = request.getfixturevalue(fixture).model
-    if kv_dtype is not None:
-        read_stored_kv(model)
+    model, kv_dtype = variant_model(request, variant)
     with torch.inference_mode():
         ours, our_cache = padded_step(lean_forward(model), kv_dtype)
         theirs, their_cache = padded_step(model, kv_dtype)
