@@ -40,9 +40,9 @@ class LeanOutput:
 
 def lean_forward(model: Any) -> LeanQwen2 | None:
     """A lean forward for this model, or None if it is not one this module covers."""
-    config = getattr(model, "config", None)
     if not isinstance(model, Qwen2ForCausalLM) or model.training:
         return None
+    config = model.config
     if config._attn_implementation not in SDPA_IMPLEMENTATIONS:
         return None
     if any(kind != "full_attention" for kind in config.layer_types):
