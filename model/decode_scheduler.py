@@ -206,8 +206,8 @@ class DecodeScheduler:
         for i, row in enumerate(rows):
             if i not in kept:
                 self._finish(row, kv.row(i, NEXT_MESSAGE_ROOM) if self._wants_cache(row) else [])
-        rows[:] = [rows[i] for i in keep]
-        kv.keep(keep)
+        order = kv.keep(keep)  # the kept rows' new order in the batch (model.kv_batch)
+        rows[:] = [rows[i] for i in order]
 
     def _emit(self, row: _Row, token: int) -> bool:
         """Hand the token to the caller; True if the row goes on decoding."""

@@ -3,9 +3,10 @@
 Each row's cached tokens are the rightmost `length` columns: a row joins padded on the left to
 the batch's width (or the batch is padded to the row's), and every step appends one column to
 all rows. Keys carry their rotary position already, so padding changes no row's arithmetic
-except through the mask, which hides it. Joins and leaves copy the cache once, into buffers with
-spare room (model.slack_cache); steps append into that room and copy nothing, and when it runs
-out, make_room() re-lays the cache out before the step.
+except through the mask, which hides it. Joins copy the cache once, into buffers with spare room
+(model.slack_cache); leaves copy at most the rows that move into the leavers' places (keep());
+steps append into the room and copy nothing, and when it runs out, make_room() re-lays the cache
+out before the step.
 
 Every re-layout of a batch of several rows frees buffers of sizes that no later buffer of the
 batch fits in; glibc keeps them resident, and across a burst they added 100-250 MB to the peak.
@@ -77,10 +78,37 @@ class BatchedKV:
         self.lengths.extend(length for _, length in joining)
         self.width = width
 
-    def keep(self, rows: list[int]) -> None:
-        """Keep only these rows, and drop leading columns that are padding in every kept row."""
+    def keep(self, rows: list[int]) -> list[int]:
+        """Keep only these rows (ascending indices); return them in their new order.
+
+        Rows leave one or a few at a time, and re-laying out the whole batch each time copied
+        every other row's cache (8 rows of ~200 tokens: ~300 MB) while they all waited. Instead,
+        a kept row stays in its place, a leaving row's place below the new row count is taken by
+        a kept row from above it (one row copied), and the batch becomes a view of its first
+        rows: the buffers, their room and their padding stay. Only when every kept row has more
+        than SPARE_TOKENS columns of padding on the left is the batch laid out anew without them.
+        """
+        lengths = [self.lengths[i] for i in rows]
+        width = max(lengths, default=0)
+        if self.width - width > SPARE_TOKENS or not rows:
+            self._lay_out_anew(rows, width)
+            return list(rows)
+        order = list(range(len(rows)))
+        kept = set(rows)
+        holes = [j for j in order if j not in kept]
+        for hole, source in zip(holes, rows[len(rows) - len(holes) :], strict=True):
+            order[hole] = source
+        for layer in filter(_filled, self.cache.layers):
+            for hole in holes:
+                layer.keys[hole] = layer.keys[order[hole]]
+                layer.values[hole] = layer.values[order[hole]]
+            layer.keys, layer.values = layer.keys[: len(rows)], layer.values[: len(rows)]
+        self.lengths = [self.lengths[i] for i in order]
+        return order
+
+    def _lay_out_anew(self, rows: list[int], width: int) -> None:
+        """Copy these rows into new buffers, without the columns to the left of `width`."""
         self.lengths = [self.lengths[i] for i in rows]
-        width = max(self.lengths, default=0)
         index = torch.tensor(rows, dtype=torch.long)
         room = width + SPARE_TOKENS
         for layer in filter(_filled, self.cache.layers):
@@ -100,7 +128,8 @@ class BatchedKV:
         pairs = _pairs(self.cache)
         if len(self.lengths) == 1 and self.width == length and pairs:
             keys = pairs[0][0]
-            if capacity(keys) >= length + room:
+            # Not a view into a batch's buffer: its departed rows' memory would go along.
+            if _whole(keys) and capacity(keys) >= length + room:
                 return pairs
         start = self.width - length
         return [
@@ -118,9 +147,12 @@ class BatchedKV:
             if min(capacity(layer.keys), capacity(layer.values)) > self.width:
                 continue
             old = stored_bytes([(layer.keys, layer.values)])
+            # A lone row's own regrowths are not counted (see the module docstring); a lone row
+            # left in a batch's buffer frees that whole buffer, which is.
+            counted = several or not _whole(layer.keys)
             layer.keys = with_room(layer.keys, self.width + SPARE_TOKENS)
             layer.values = with_room(layer.values, self.width + SPARE_TOKENS)
-            if several:  # a lone row's regrowths are not counted (see the module docstring)
+            if counted:
                 self._freed.freed(old)
 
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,6 +176,13 @@ def _pairs(cache: DynamicCache) -> KVPairs:
 def _filled(layer: object) -> bool:
     keys = getattr(layer, "keys", None)
     return keys is not None and keys.numel() > 0
+
+
+def _whole(tensor: torch.Tensor) -> bool:
+    """Whether the rows of this [rows, heads, n, dim] slice span its whole buffer."""
+    return tensor.shape[0] * tensor.stride(0) * tensor.element_size() == (
+        tensor.untyped_storage().nbytes()
+    )
 
 
 def _stacked(parts: list[torch.Tensor], width: int) -> torch.Tensor:

@@ -107,6 +107,20 @@ def prefill(model, ids: list[int]):
     return out.logits[0, -1], [(k, v) for k, v, *_ in cache]
 
 
+def batch_step(model, kv: BatchedKV, tokens: list[int]) -> torch.Tensor:
+    """One decoding step of the batch: each row's next-token logits."""
+    mask, positions = kv.step_inputs()
+    out = model(
+        input_ids=torch.tensor([[t] for t in tokens]),
+        attention_mask=mask,
+        position_ids=positions,
+        cache=kv.cache,
+        use_cache=True,
+    )
+    kv.advance()
+    return out.logits[:, -1]
+
+
 def test_a_padded_batch_step_gives_each_row_its_solo_logits(loaded) -> None:
     model = loaded.model
     prompts = [[5, 60, 70, 80, 90, 100, 120, 7, 9, 11], [200, 201, 202], [42] * 6]
@@ -116,17 +130,30 @@ def test_a_padded_batch_step_gives_each_row_its_solo_logits(loaded) -> None:
         solo = [prefill(model, [*ids, t])[0] for ids, t in zip(prompts, nxt, strict=True)]
         for ids in prompts:
             kv.add([(prefill(model, ids)[1], len(ids))])
-        mask, positions = kv.step_inputs()
-        out = model(
-            input_ids=torch.tensor([[t] for t in nxt]),
-            attention_mask=mask,
-            position_ids=positions,
-            cache=kv.cache,
-            use_cache=True,
-        )
-    assert kv.width == 10 and mask.sum(dim=1).tolist() == [11, 4, 7]
+        assert kv.width == 10 and kv.step_inputs()[0].sum(dim=1).tolist() == [11, 4, 7]
+        logits = batch_step(model, kv, nxt)
     for row, expected in enumerate(solo):
-        torch.testing.assert_close(out.logits[row, -1], expected, atol=1e-4, rtol=1e-4)
-    kv.advance()
-    kv.keep([1, 2])  # the longest row leaves: the all-padding columns go with it
-    assert kv.width == 7 and kv.row(0, room=0)[0][0].shape[2] == 4
+        torch.testing.assert_close(logits[row], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_rows_that_stay_keep_their_place_and_answer_as_alone_after_others_leave(loaded) -> None:
+    model = loaded.model
+    prompts = [[5, 60, 70, 80, 90], [200, 201, 202], [42] * 6, [7, 8, 9, 10]]
+    kv = BatchedKV()
+    with torch.inference_mode():
+        for ids in prompts:
+            kv.add([(prefill(model, ids)[1], len(ids))])
+        first = batch_step(model, kv, [300, 301, 302, 303])
+        buffer = kv.cache.layers[0].keys.data_ptr()
+        order = kv.keep([1, 3])  # row 0 leaves (its place goes to row 3), row 2 leaves
+        assert order == [3, 1] and kv.cache.layers[0].keys.data_ptr() == buffer  # no copy
+        tokens = [int(first[i].argmax()) for i in order]
+        logits = batch_step(model, kv, tokens)
+        for row, i in enumerate(order):
+            alone = prefill(model, [*prompts[i], 300 + i, tokens[row]])[0]
+            torch.testing.assert_close(logits[row], alone, atol=1e-4, rtol=1e-4)
+        assert kv.keep([1]) == [1]  # down to one row, moved to place 0; the padding stays
+        assert kv.width == 8 and kv.lengths == [5]
+        last = batch_step(model, kv, [400])
+        ids = [*prompts[1], 301, tokens[1], 400]
+        torch.testing.assert_close(last[0], prefill(model, ids)[0], atol=1e-4, rtol=1e-4)

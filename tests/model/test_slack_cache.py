@@ -129,8 +129,12 @@ def test_the_heap_is_trimmed_as_a_batch_is_re_laid_out_not_for_a_lone_row(monkey
     assert len(trims) == 1
     batch.make_room()
     assert len(trims) == 2
-    batch.keep([1])
+    leaving = full_batch(2)
     assert len(trims) == 3
+    leaving.keep([1])  # a row leaving frees nothing: the batch becomes a view of its buffers
+    assert len(trims) == 3
+    leaving.make_room()  # the lone row left in the full 2-row buffer grows out of it: freed
+    assert len(trims) == 4
 
 
 def test_rows_joining_together_are_laid_out_as_if_they_had_joined_one_by_one() -> None:
@@ -149,3 +153,25 @@ def test_rows_joining_together_are_laid_out_as_if_they_had_joined_one_by_one() -
     fresh = BatchedKV()  # several rows into an empty batch
     fresh.add([([(keys, keys * 2)], length) for keys, length in rows])
     assert torch.equal(fresh.cache.layers[0].keys, theirs.keys)
+
+
+def test_rows_leaving_with_much_padding_behind_them_re_lay_the_batch_out() -> None:
+    batch = BatchedKV()
+    long, short = kv(1, SPARE_TOKENS + 9, 1), kv(1, 3, 2)
+    batch.add([([(long, long)], SPARE_TOKENS + 9), ([(short, short * 2)], 3)])
+    with torch.inference_mode():
+        assert batch.keep([1]) == [1]
+    ((keys, values),) = [(layer.keys, layer.values) for layer in batch.cache.layers]
+    assert batch.width == 3 and keys.shape[2] == 3 and capacity(keys) == 3 + SPARE_TOKENS
+    torch.testing.assert_close(values, short * 2)
+
+
+def test_a_lone_row_left_in_a_batch_buffer_leaves_with_a_copy_of_its_own() -> None:
+    batch = BatchedKV()
+    batch.add([([(kv(1, 4, i), kv(1, 4, i + 10))], 4) for i in range(4)])
+    with torch.inference_mode():
+        assert batch.keep([2]) == [2]  # a view of the 4-row buffer: row 2 moved to place 0
+    ((keys, values),) = batch.row(0, room=8)
+    torch.testing.assert_close(keys, kv(1, 4, 2))
+    torch.testing.assert_close(values, kv(1, 4, 12))
+    assert stored_bytes([(keys, values)]) == 2 * keys.element_size() * 2 * 4 * (4 + 8)
