@@ -90,7 +90,7 @@ class DecodeScheduler:
         rows: list[_Row] = []
         joining: list[tuple[GenerationJob, CacheKey | None]] = []  # taken from the queue
         joined: list[tuple[_Row, KVPairs]] = []  # prefilled, joining the batch before the next step
-        kv = BatchedKV(max_rows=self._max_batch)
+        kv = BatchedKV()
         widest = 0  # most rows decoded together since the thread started
         try:
             with torch.inference_mode():

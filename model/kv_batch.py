@@ -38,13 +38,10 @@ TRIM_EVERY = 32 * 2**20  # bytes of a batch's re-laid-out buffers freed between 
 
 
 class BatchedKV:
-    def __init__(self, max_rows: int = 1) -> None:
+    def __init__(self) -> None:
         self.cache = slack_cache()
         self.lengths: list[int] = []  # cached tokens per row
         self.width = 0  # columns in the cache (the longest row, plus padding)
-        self._max_rows = (
-            max_rows  # rows a batch's buffers are allocated for (unused ones untouched)
-        )
         self._freed = TrimEvery(TRIM_EVERY)
 
     def __len__(self) -> int:
@@ -57,8 +54,6 @@ class BatchedKV:
         width = max(self.width, *(length for _, length in joining))
         if not self.lengths and len(joining) == 1:
             self.cache = slack_cache(joining[0][0])  # a lone row's own buffers: no copy
-        elif self.lengths and width == self.width and self._free_rows() >= len(joining):
-            self._fill_free_rows(joining)
         else:
             layers = (
                 [layer for layer in self.cache.layers if _filled(layer)] if self.lengths else []
@@ -70,8 +65,8 @@ class BatchedKV:
                     parts.append(kv[i])
                     kv[i] = None  # the copy below is the only one kept
                 old = stored_bytes(parts)
-                keys = _stacked([k for k, _ in parts], width, self._max_rows)
-                values = _stacked([v for _, v in parts], width, self._max_rows)
+                keys = _stacked([k for k, _ in parts], width)
+                values = _stacked([v for _, v in parts], width)
                 del parts
                 if layers:
                     layers[i].keys, layers[i].values = keys, values
@@ -82,28 +77,6 @@ class BatchedKV:
                 self.cache = slack_cache(fresh)
         self.lengths.extend(length for _, length in joining)
         self.width = width
-
-    def _free_rows(self) -> int:
-        """Rows the buffers hold past the batch's: allocated spare, or left by rows that left."""
-        layers = _layers(self.cache)
-        held = [_rows_held(t) for layer in layers for t in (layer.keys, layer.values)]
-        return min(held, default=0) - len(self.lengths)
-
-    def _fill_free_rows(self, joining: list[tuple[KVPairs, int]]) -> None:
-        """Write rows no longer than the batch's width into its buffers' free rows: the rows
-        already there are not copied (a join used to copy them all, as a leave did)."""
-        first = len(self.lengths)
-        for i, layer in enumerate(_layers(self.cache)):
-            for attr, which in (("keys", 0), ("values", 1)):
-                batch = getattr(layer, attr)
-                shape = (first + len(joining), *batch.shape[1:])
-                grown = batch.as_strided(shape, batch.stride(), batch.storage_offset())
-                for row, (kv, length) in enumerate(joining, start=first):
-                    grown[row, :, : self.width - length] = 0  # padding: finite, masked out
-                    grown[row, :, self.width - length :] = kv[i][which][0]
-                setattr(layer, attr, grown)
-            for kv, _ in joining:
-                kv[i] = None
 
     def keep(self, rows: list[int]) -> list[int]:
         """Keep only these rows (ascending indices); return them in their new order.
@@ -137,14 +110,11 @@ class BatchedKV:
         """Copy these rows into new buffers, without the columns to the left of `width`."""
         self.lengths = [self.lengths[i] for i in rows]
         index = torch.tensor(rows, dtype=torch.long)
+        room = width + SPARE_TOKENS
         for layer in filter(_filled, self.cache.layers):
             old = stored_bytes([(layer.keys, layer.values)])
-            layer.keys = _stacked(
-                [layer.keys[index, :, self.width - width :]], width, self._max_rows
-            )
-            layer.values = _stacked(
-                [layer.values[index, :, self.width - width :]], width, self._max_rows
-            )
+            layer.keys = with_room(layer.keys[index, :, self.width - width :], room)
+            layer.values = with_room(layer.values[index, :, self.width - width :], room)
             self._freed.freed(old)
         self.width = width
         if not self.lengths:
@@ -180,12 +150,8 @@ class BatchedKV:
             # A lone row's own regrowths are not counted (see the module docstring); a lone row
             # left in a batch's buffer frees that whole buffer, which is.
             counted = several or not _whole(layer.keys)
-            if several:  # keeping the spare rows for rows to join
-                layer.keys = _stacked([layer.keys], self.width, self._max_rows)
-                layer.values = _stacked([layer.values], self.width, self._max_rows)
-            else:
-                layer.keys = with_room(layer.keys, self.width + SPARE_TOKENS)
-                layer.values = with_room(layer.values, self.width + SPARE_TOKENS)
+            layer.keys = with_room(layer.keys, self.width + SPARE_TOKENS)
+            layer.values = with_room(layer.values, self.width + SPARE_TOKENS)
             if counted:
                 self._freed.freed(old)
 
@@ -212,16 +178,6 @@ def _filled(layer: object) -> bool:
     return keys is not None and keys.numel() > 0
 
 
-def _layers(cache: DynamicCache) -> list:
-    return [layer for layer in cache.layers if _filled(layer)]
-
-
-def _rows_held(tensor: torch.Tensor) -> int:
-    """Rows of [heads, capacity, dim] the buffer behind this [rows, heads, n, dim] slice holds."""
-    elements = tensor.untyped_storage().nbytes() // tensor.element_size()
-    return (elements - tensor.storage_offset()) // tensor.stride(0)
-
-
 def _whole(tensor: torch.Tensor) -> bool:
     """Whether the rows of this [rows, heads, n, dim] slice span its whole buffer."""
     return tensor.shape[0] * tensor.stride(0) * tensor.element_size() == (
@@ -229,18 +185,17 @@ def _whole(tensor: torch.Tensor) -> bool:
     )
 
 
-def _stacked(parts: list[torch.Tensor], width: int, rows: int = 1) -> torch.Tensor:
+def _stacked(parts: list[torch.Tensor], width: int) -> torch.Tensor:
     """The parts' rows in order, each right-aligned to `width` columns with zeros on the left, in
-    a buffer with spare room and at least `rows` rows. Only the padding is zeroed (masked out, but
-    it must hold finite numbers: attention multiplies it by zero weights); the spare room and
-    rows are left untouched, so their pages are not made resident before they are written."""
+    a buffer with spare room. Only the padding is zeroed (masked out, but it must hold finite
+    numbers: attention multiplies it by zero weights); the spare room is left untouched, so its
+    pages are not made resident before tokens are appended there."""
     heads, dim = parts[0].shape[1], parts[0].shape[3]
-    total = sum(p.shape[0] for p in parts)
-    buffer = parts[0].new_empty((max(total, rows), heads, width + SPARE_TOKENS, dim))
+    buffer = parts[0].new_empty((sum(p.shape[0] for p in parts), heads, width + SPARE_TOKENS, dim))
     first = 0
     for part in parts:
         last, start = first + part.shape[0], width - part.shape[2]
         buffer[first:last, :, :start] = 0
         buffer[first:last, :, start:width] = part
         first = last
-    return buffer[:total, :, :width]
+    return buffer[:, :, :width]

@@ -157,28 +157,3 @@ def test_rows_that_stay_keep_their_place_and_answer_as_alone_after_others_leave(
         last = batch_step(model, kv, [400])
         ids = [*prompts[1], 301, tokens[1], 400]
         torch.testing.assert_close(last[0], prefill(model, ids)[0], atol=1e-4, rtol=1e-4)
-
-
-def test_rows_joining_a_running_batch_take_free_rows_and_answer_as_alone(loaded) -> None:
-    model = loaded.model
-    prompts = [[5, 60, 70, 80, 90], [200, 201, 202], [42] * 4, [7] * 9]
-    kv = BatchedKV(max_rows=4)
-    with torch.inference_mode():
-        kv.add([(prefill(model, ids)[1], len(ids)) for ids in prompts[:2]])
-        buffer = kv.cache.layers[0].keys.data_ptr()
-        first = batch_step(model, kv, [300, 301])
-        kv.add([(prefill(model, prompts[2])[1], len(prompts[2]))])  # 4 tokens: within the width
-        assert kv.cache.layers[0].keys.data_ptr() == buffer  # the running rows were not copied
-        tokens = [int(first[0].argmax()), int(first[1].argmax()), 302]
-        logits = batch_step(model, kv, tokens)
-        histories = [[*prompts[0], 300], [*prompts[1], 301], prompts[2]]
-        for row, history in enumerate(histories):
-            alone = prefill(model, [*history, tokens[row]])[0]
-            torch.testing.assert_close(logits[row], alone, atol=1e-4, rtol=1e-4)
-        kv.add([(prefill(model, prompts[3])[1], len(prompts[3]))])  # longer: a new layout
-        assert kv.cache.layers[0].keys.data_ptr() != buffer and kv.width == 9
-        logits = batch_step(model, kv, [400, 401, 402, 403])
-        histories = [[*h, t] for h, t in zip(histories, tokens, strict=True)] + [prompts[3]]
-        for row, history in enumerate(histories):
-            alone = prefill(model, [*history, 400 + row])[0]
-            torch.testing.assert_close(logits[row], alone, atol=1e-4, rtol=1e-4)

@@ -175,17 +175,3 @@ def test_a_lone_row_left_in_a_batch_buffer_leaves_with_a_copy_of_its_own() -> No
     torch.testing.assert_close(keys, kv(1, 4, 2))
     torch.testing.assert_close(values, kv(1, 4, 12))
     assert stored_bytes([(keys, values)]) == 2 * keys.element_size() * 2 * 4 * (4 + 8)
-
-
-def test_a_row_that_left_makes_room_for_one_to_join_without_a_copy() -> None:
-    batch = BatchedKV(max_rows=2)
-    batch.add([([(kv(1, 4, i), kv(1, 4, i + 10))], 4) for i in range(2)])
-    buffer = batch.cache.layers[0].keys.data_ptr()
-    with torch.inference_mode():
-        assert batch.keep([1]) == [1]
-        batch.add([([(kv(1, 2, 5), kv(1, 2, 15))], 2)])  # shorter: right-aligned over zeros
-    layer = batch.cache.layers[0]
-    assert layer.keys.data_ptr() == buffer and batch.lengths == [4, 2]
-    torch.testing.assert_close(layer.keys[0:1], kv(1, 4, 1))
-    torch.testing.assert_close(layer.values[1:2, :, 2:], kv(1, 2, 15))
-    assert not layer.keys[1, :, :2].any()
