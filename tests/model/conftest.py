@@ -91,3 +91,17 @@ class ScriptedModel:
         logits = torch.full((input_ids.shape[0], 1, max(self.script) + 1), float("-inf"))
         logits[:, -1, self.script[min(step, len(self.script) - 1)]] = 1.0
         return SimpleNamespace(logits=logits, cache=cache)
+
+
+def batch_step(model, kv, tokens: list[int]) -> torch.Tensor:
+    """One decoding step of a BatchedKV batch, as the scheduler runs it: each row's next logits."""
+    mask, positions = kv.step_inputs()
+    out = model(
+        input_ids=torch.tensor([[t] for t in tokens]),
+        attention_mask=mask,
+        position_ids=positions,
+        cache=kv.cache,
+        use_cache=True,
+    )
+    kv.advance()
+    return out.logits[:, -1]

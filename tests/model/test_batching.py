@@ -11,7 +11,7 @@ from transformers import DynamicCache
 
 from model.kv_batch import BatchedKV
 from model.settings import ModelSettings
-from tests.model.conftest import ask
+from tests.model.conftest import ask, batch_step
 
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.2}
 QUESTIONS = (
@@ -105,20 +105,6 @@ def prefill(model, ids: list[int]):
     cache = DynamicCache()
     out = model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True)
     return out.logits[0, -1], [(k, v) for k, v, *_ in cache]
-
-
-def batch_step(model, kv: BatchedKV, tokens: list[int]) -> torch.Tensor:
-    """One decoding step of the batch: each row's next-token logits."""
-    mask, positions = kv.step_inputs()
-    out = model(
-        input_ids=torch.tensor([[t] for t in tokens]),
-        attention_mask=mask,
-        position_ids=positions,
-        cache=kv.cache,
-        use_cache=True,
-    )
-    kv.advance()
-    return out.logits[:, -1]
 
 
 def test_a_padded_batch_step_gives_each_row_its_solo_logits(loaded) -> None:

@@ -11,7 +11,7 @@ from model.kv_batch import BatchedKV
 from model.kv_dtype import read_stored_kv
 from model.lean_forward import LeanQwen2, lean_forward
 from model.slack_cache import slack_cache
-from tests.model.conftest import ScriptedModel, ask
+from tests.model.conftest import ScriptedModel, ask, batch_step
 
 PROMPT = [5, 60, 70, 80, 90, 100, 120, 7, 9, 11, 13, 17]
 FOLLOW_UP = [200, 201, 202, 203, 204]  # a next message over the cached conversation
@@ -56,15 +56,7 @@ def padded_step(forward, kv_dtype) -> tuple[torch.Tensor, list]:
         cache = slack_cache(dtype=kv_dtype)
         call(forward, cache, [ids], 0, logits_to_keep=1)
         kv.add([([(k, v) for k, v, *_ in cache], len(ids))])
-    mask, positions = kv.step_inputs()
-    logits = forward(
-        input_ids=torch.tensor([[t] for t in STEPS]),
-        attention_mask=mask,
-        position_ids=positions,
-        cache=kv.cache,
-        use_cache=True,
-    ).logits
-    return logits, [(k, v) for k, v, *_ in kv.cache]
+    return batch_step(forward, kv, STEPS), [(k, v) for k, v, *_ in kv.cache]
 
 
 def assert_identical(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> None:
