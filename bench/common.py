@@ -31,9 +31,8 @@ QWEN_05B_SHAPE = {
 }
 WORD = " you"  # one token per repetition in the tiny tokenizer
 BENCH_BUILD = "bench-2"  # written to the marker; a model built by another version is rebuilt
-QWEN_TOP_K = (
-    20  # Qwen1.5-0.5B-Chat's generation config samples from the top 20 (the engine reads it)
-)
+# Qwen1.5-0.5B-Chat's generation config samples from the top 20 (the engine reads it).
+QWEN_TOP_K = 20
 
 
 def bench_parser(description: str, rounds: int) -> argparse.ArgumentParser:

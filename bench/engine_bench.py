@@ -187,8 +187,8 @@ def main() -> None:
         runs["concurrent"].append(together / single)
         print(
             f"round {round_no + 1}: TTFT {base_ttft:.3f}s fp32 / {ttft:.3f}s engine; decode "
-            f"{base_tps:.1f} / {tps:.1f} tok/s ({sampled_tps:.1f} sampled); follow-up {runs['follow_up'][-1]:.2f}x fresh "
-            f"({fresh:.3f}s); {CONCURRENT} streams {runs['concurrent'][-1]:.2f}x one "
+            f"{base_tps:.1f} / {tps:.1f} tok/s ({sampled_tps:.1f} sampled); follow-up "
+            f"{runs['follow_up'][-1]:.2f}x fresh ({fresh:.3f}s); {CONCURRENT} streams {runs['concurrent'][-1]:.2f}x one "
             f"({single:.1f} tok/s alone)",
             flush=True,
         )

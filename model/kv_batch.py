@@ -88,8 +88,7 @@ class BatchedKV:
         rows: the buffers, their room and their padding stay. Only when every kept row has more
         than SPARE_TOKENS columns of padding on the left is the batch laid out anew without them.
         """
-        lengths = [self.lengths[i] for i in rows]
-        width = max(lengths, default=0)
+        width = max((self.lengths[i] for i in rows), default=0)
         if self.width - width > SPARE_TOKENS or not rows:
             self._lay_out_anew(rows, width)
             return list(rows)
