@@ -137,6 +137,27 @@ def test_the_heap_is_trimmed_as_a_batch_is_re_laid_out_not_for_a_lone_row(monkey
     assert len(trims) == 4
 
 
+def test_the_last_rows_leaving_trim_the_heap_only_if_a_batch_buffer_goes(monkeypatch) -> None:
+    trims = []
+    monkeypatch.setattr("model.heap.return_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr("model.kv_batch.TRIM_EVERY", 1)
+    lone = full_batch(1)
+    with torch.inference_mode():
+        assert lone.keep([]) == []  # a lone reply's own buffers (or the prefix cache's now)
+    assert not trims and len(lone) == 0 and not lone.cache.layers
+    batch = full_batch(2)
+    trims.clear()
+    with torch.inference_mode():
+        batch.keep([])
+    assert len(trims) == 1 and len(batch) == 0
+    last = full_batch(2)
+    with torch.inference_mode():
+        last.keep([0])  # a view of the 2-row buffer
+        trims.clear()
+        last.keep([])
+    assert len(trims) == 1
+
+
 def test_rows_joining_together_are_laid_out_as_if_they_had_joined_one_by_one() -> None:
     rows = [(kv(1, 5, 1), 5), (kv(1, 3, 2), 3), (kv(1, 9, 3), 9), (kv(1, 2, 4), 2)]
     one_by_one = BatchedKV()
