@@ -4,19 +4,19 @@ raw fp32 `generate` as the baseline, and timing through the engine API."""
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
 
-from model.loader import LoadedModel
+from model.loader import LoadedModel, load_model
 from model.prompt import build_prompt
-from model.settings import GenerationSettings
+from model.settings import GenerationSettings, ModelSettings
 from model.threaded_engine import ThreadedEngine
 from model.tiny_random import MARKER, SPECIAL_TOKENS, build_random_qwen2, build_tokenizer
 from model.types import ChatMessage, GenerationRequest
@@ -112,28 +112,52 @@ def raw_generate(loaded: LoadedModel, ids: list[int], new_tokens: int) -> float:
     return elapsed
 
 
-def baseline(loaded: LoadedModel, ids: list[int], new_tokens: int) -> tuple[float, float]:
+class BaselineProcess:
+    """Raw fp32 `generate` on the bench model, in a process of its own, loaded once.
+
+    Not in the engine's process: the engine keeps its decoder thread, and that thread's OpenMP
+    team, for its life; once libgomp manages more threads than there are cores it throttles
+    every team's spin-wait, which slowed whichever path ran beside the other's idle team by
+    20-50% on 2 cores. Each process has its own count, so here each side runs as the server
+    does, with the only team in its process.
+    """
+
+    def __init__(self, cache: Path, threads: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_serve_baseline, args=(theirs, str(cache), threads), daemon=True
+        )
+        self._process.start()
+        theirs.close()
+        self._pipe.recv()  # loaded
+
+    def generate(self, ids: list[int], new_tokens: int) -> float:
+        """Seconds for raw generate to add `new_tokens` to `ids` (greedy)."""
+        self._pipe.send((list(ids), new_tokens))
+        return self._pipe.recv()
+
+    def close(self) -> None:
+        self._pipe.send(None)
+        self._process.join(timeout=60)
+
+
+def _serve_baseline(pipe, cache: str, threads: int) -> None:
+    loaded = load_model(
+        Path(cache), ModelSettings(source="local", path=Path(cache), threads=threads)
+    )
+    pipe.send("loaded")
+    while (job := pipe.recv()) is not None:
+        pipe.send(raw_generate(loaded, *job))
+
+
+def baseline(raw: BaselineProcess, ids: list[int], new_tokens: int) -> tuple[float, float]:
     """(time to first token, decode tok/s) of raw generate: ttft = a 1-token run, decode = the rest."""
-    ttft = off_main_thread(raw_generate, loaded, ids, 1)
+    ttft = raw.generate(ids, 1)
     if new_tokens == 1:
         return ttft, 0.0
-    total = off_main_thread(raw_generate, loaded, ids, new_tokens + 1)
+    total = raw.generate(ids, new_tokens + 1)
     return ttft, new_tokens / (total - ttft)
-
-
-def off_main_thread(fn, *args):
-    """Run `fn` in a short-lived thread and return its result.
-
-    Not on the main thread: each native thread that runs torch ops owns an OpenMP team for life,
-    and once libgomp manages more threads than there are cores it throttles its spin-wait, which
-    slowed decoding ~20% on 2 cores for whichever path ran beside the other's idle team. The
-    server never runs torch on its main thread either; a finished thread's team goes with it.
-    """
-    box: list = []
-    worker = threading.Thread(target=lambda: box.append(fn(*args)))
-    worker.start()
-    worker.join()
-    return box[0]
 
 
 def engine_run(engine: ThreadedEngine, messages, new_tokens: int, **kwargs) -> tuple[float, float]:
