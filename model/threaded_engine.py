@@ -191,7 +191,7 @@ class ThreadedEngine:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
         # The decoder may still be leaving its loop: torch must not be running at interpreter exit.
-        self._scheduler.join(max(0.0, deadline - time.monotonic()))
+        self._scheduler.stop(max(0.0, deadline - time.monotonic()))
 
     def _run(self, job: GenerationJob, admitted: bool, key: tuple[str, str] | None) -> None:
         try:

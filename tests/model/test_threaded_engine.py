@@ -202,13 +202,21 @@ def test_max_concurrent_generations_run_side_by_side(make_engine) -> None:
         assert stream.wait(2.0)
 
 
-def decoder_idle(timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(t.name == "engine-decoder" for t in threading.enumerate()):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+def decoder_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "engine-decoder" and t.is_alive()}
+
+
+def test_one_decoder_thread_serves_burst_after_burst_until_the_engine_closes(make_engine) -> None:
+    before = decoder_threads()  # other tests' engines, if any are still closing
+    engine = make_engine()
+    list(engine.stream(ask("first", max_new_tokens=5)))
+    time.sleep(0.2)  # idle between bursts
+    decoder = decoder_threads() - before
+    assert len(decoder) == 1
+    list(engine.stream(ask("second", max_new_tokens=5)))
+    assert decoder_threads() - before == decoder  # the same thread, still there
+    engine.close()
+    assert not any(t.is_alive() for t in decoder)
 
 
 def test_freed_memory_goes_back_to_the_os_when_a_batch_is_done(make_engine, monkeypatch) -> None:
@@ -216,10 +224,11 @@ def test_freed_memory_goes_back_to_the_os_when_a_batch_is_done(make_engine, monk
     monkeypatch.setattr("model.decode_scheduler.return_freed_memory", trims.set)
     engine = make_engine(max_concurrent=2)
     list(engine.stream(ask("a lone reply", max_new_tokens=40)))
-    assert decoder_idle() and not trims.is_set()  # nothing re-laid out: no trim to pay for
     stream = engine.stream(ask("hello"))
     tokens = iter(stream)
-    for _ in range(20):  # decoding steps and a second reply joining and leaving: no trim yet
+    # The lone reply left nothing re-laid out: no trim to pay for then (the decoder would have
+    # run it before this reply's steps), nor while a second reply joins and leaves.
+    for _ in range(20):
         next(tokens)
     list(engine.stream(ask("a second reply", max_new_tokens=5)))
     assert not trims.is_set()
