@@ -92,9 +92,7 @@ class BatchedKV:
         """
         if not rows:
             pairs = _pairs(self.cache)
-            # A lone row's own buffers are not counted (see the module docstring).
-            counted = len(self.lengths) > 1 or not all(_whole(keys) for keys, _ in pairs)
-            freed = stored_bytes(pairs) if counted else 0
+            freed = stored_bytes(pairs) if any(self._counted(k) for k, _ in pairs) else 0
             del pairs
             self.cache, self.lengths, self.width = slack_cache(), [], 0
             self._freed.freed(freed)
@@ -150,18 +148,21 @@ class BatchedKV:
 
     def make_room(self) -> None:
         """Room for one more column in every layer, for the next step to append in place."""
-        several = len(self.lengths) > 1
         for layer in filter(_filled, self.cache.layers):
             if min(capacity(layer.keys), capacity(layer.values)) > self.width:
                 continue
             old = stored_bytes([(layer.keys, layer.values)])
-            # A lone row's own regrowths are not counted (see the module docstring); a lone row
-            # left in a batch's buffer frees that whole buffer, which is.
-            counted = several or not _whole(layer.keys)
+            counted = self._counted(layer.keys)
             layer.keys = with_room(layer.keys, self.width + SPARE_TOKENS)
             layer.values = with_room(layer.values, self.width + SPARE_TOKENS)
             if counted:
                 self._freed.freed(old)
+
+    def _counted(self, keys: torch.Tensor) -> bool:
+        """Whether dropping this layer's buffer counts towards trims: a batch's does; a lone
+        row's own does not (see the module docstring), unless it sits in a batch's buffer, which
+        goes with it."""
+        return len(self.lengths) > 1 or not _whole(keys)
 
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention mask [rows, width + 1] and position ids [rows, 1] for one new token per row."""

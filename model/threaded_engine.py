@@ -190,7 +190,8 @@ class ThreadedEngine:
         for job in jobs:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
-        # The decoder may still be leaving its loop: torch must not be running at interpreter exit.
+        # The decoder thread ends once its cancelled rows are gone: torch must not be running at
+        # interpreter exit.
         self._scheduler.stop(max(0.0, deadline - time.monotonic()))
 
     def _run(self, job: GenerationJob, admitted: bool, key: tuple[str, str] | None) -> None:
