@@ -31,6 +31,7 @@ import torch
 from model.generation_job import GenerationJob
 from model.heap import return_freed_memory
 from model.kv_batch import BatchedKV
+from model.kv_dtype import prompt_products
 from model.prefix_cache import CacheKey, PrefixCache
 from model.sampling import choose_token
 from model.slack_cache import KVPairs, slack_cache
@@ -60,9 +61,12 @@ class DecodeScheduler:
         prompt_threads: int,
         decode_threads: int,
         kv_dtype: torch.dtype | None = None,
+        prompt_dtype: torch.dtype | None = None,
     ) -> None:
         self._model = model
         self._kv_dtype = kv_dtype  # None: as the model computes keys and values
+        # dtype of a prompt's attention products over cached tokens; None: as stored (model.kv_dtype)
+        self._prompt_dtype = prompt_dtype
         self._eos_ids = eos_ids
         self._max_batch = max_batch
         self._prefix_cache = prefix_cache
@@ -159,14 +163,15 @@ class DecodeScheduler:
             reused = hit.tokens if hit else 0
             cache = slack_cache(hit.kv if hit else None, self._kv_dtype)
             new_ids = torch.tensor([row.ids[reused:]], dtype=torch.long)
-            out = self._model(
-                input_ids=new_ids,
-                attention_mask=torch.ones((1, len(row.ids)), dtype=torch.long),
-                position_ids=torch.arange(reused, len(row.ids)).unsqueeze(0),
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            with prompt_products(self._prompt_dtype):
+                out = self._model(
+                    input_ids=new_ids,
+                    attention_mask=torch.ones((1, len(row.ids)), dtype=torch.long),
+                    position_ids=torch.arange(reused, len(row.ids)).unsqueeze(0),
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
             job.stats.extra["cached_prompt_tokens"] = float(reused)
             token = choose_token(out.logits[0, -1], row.ids, job.sampling, self._top_k)
         except Exception as exc:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KvCacheDtype = Literal["auto", "float32", "bfloat16"]
+PromptAttentionDtype = Literal["auto", "float32", "bfloat16"]
 
 
 class ModelSettings(BaseModel):
@@ -31,6 +32,10 @@ class ModelSettings(BaseModel):
     # dtype of cached keys and values: "auto" is bfloat16 with int8 weights on CPUs with AMX (half
     # the KV memory, faster attention there), else the model's dtype (model/kv_dtype.py).
     kv_cache_dtype: KvCacheDtype = "auto"
+    # dtype of a prompt's attention products over a cached fp32 conversation (a follow-up turn):
+    # "auto" is bfloat16 with int8 weights on CPUs with AVX512-BF16 but no AMX (2x faster products
+    # there), else float32 (model/kv_dtype.py).
+    prompt_attention_dtype: PromptAttentionDtype = "auto"
     # Most generations decoded together in one batched step (bounded by generation.max_concurrent).
     max_batch_size: int = Field(default=8, ge=1, le=64)
 

@@ -27,7 +27,7 @@ from model.admission import AdmissionGate
 from model.decode_scheduler import DecodeScheduler
 from model.engine import EngineBusy, EngineClosed, EngineError
 from model.generation_job import END, GenerationJob
-from model.kv_dtype import read_stored_kv, resolve_kv_dtype
+from model.kv_dtype import read_stored_kv, resolve_kv_dtype, resolve_prompt_dtype
 from model.lean_forward import lean_forward
 from model.loader import LoadedModel
 from model.prefix_cache import PrefixCache
@@ -106,7 +106,10 @@ class ThreadedEngine:
         model = loaded.model
         model_dtype = getattr(model, "dtype", torch.float32)
         self.kv_dtype = resolve_kv_dtype(tuning.kv_cache_dtype, tuning.quantization, model_dtype)
-        if self.kv_dtype != model_dtype:
+        self.prompt_dtype = resolve_prompt_dtype(
+            tuning.prompt_attention_dtype, tuning.quantization, self.kv_dtype
+        )
+        if self.kv_dtype != model_dtype or self.prompt_dtype is not None:
             read_stored_kv(model)
         self._scheduler = DecodeScheduler(
             lean_forward(model) or model,  # same numbers, less Python per step (model.lean_forward)
@@ -116,6 +119,7 @@ class ThreadedEngine:
             prompt_threads=tuning.prompt_threads or threads,
             decode_threads=tuning.decode_threads or threads,
             kv_dtype=self.kv_dtype,
+            prompt_dtype=self.prompt_dtype,
         )
 
     @property
