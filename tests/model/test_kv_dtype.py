@@ -1,4 +1,5 @@
-"""Keys and values stored in bf16: half the memory, answers as with fp32 storage where it counts."""
+"""Keys and values stored in bf16, and bf16 products for a prompt over a cached conversation: answers
+stay close to fp32 where it counts, and an exact engine stays exact."""
 
 from __future__ import annotations
 
