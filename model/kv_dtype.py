@@ -39,7 +39,7 @@ import torch
 from model.settings import KvCacheDtype, PromptAttentionDtype
 
 ATTENTION = "sdpa_stored_kv"  # the name the attention below is registered under in transformers
-# A prompt whose bf16 scores would take more than this goes to SDPA, which works in blocks.
+# A prompt whose narrow scores would take more than this goes to SDPA, which works in blocks.
 NARROW_SCORES_BYTES = 16 * 2**20
 # The dtype of the current thread's prompt products over a fp32 cache; None: as stored.
 _prompt_dtype: ContextVar[torch.dtype | None] = ContextVar("prompt_dtype", default=None)
@@ -47,13 +47,17 @@ _prompt_dtype: ContextVar[torch.dtype | None] = ContextVar("prompt_dtype", defau
 
 def amx_tiles() -> bool:
     """Whether this CPU has AMX tile units (bf16/int8 matrix tiles: Intel Xeon since Sapphire Rapids)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+    return _cpu_has("_is_amx_tile_supported")
 
 
 def avx512_bf16() -> bool:
     """Whether this CPU has AVX512-BF16 (bf16 dot products: Intel Cooper Lake and later, AMD Zen 4)."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return _cpu_has("_is_avx512_bf16_supported")
+
+
+def _cpu_has(probe_name: str) -> bool:
+    """torch.cpu's probe of that name says yes (False where this torch build has no such probe)."""
+    probe = getattr(torch.cpu, probe_name, None)
     return bool(probe and probe())
 
 
@@ -102,7 +106,7 @@ def read_stored_kv(model: Any) -> None:
             )
             return output.to(query.dtype), weights
         narrow = _prompt_dtype.get()
-        if narrow is not None and _over_cached_tokens(query, key, attention_mask):
+        if narrow is not None and _over_cached_tokens(query, key, attention_mask, narrow):
             scaling = kwargs.get("scaling")
             output = narrow_attention(module, query, key, value, attention_mask, narrow, scaling)
             return output, None
@@ -113,16 +117,18 @@ def read_stored_kv(model: Any) -> None:
     model.set_attn_implementation(ATTENTION)
 
 
-def _over_cached_tokens(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> bool:
+def _over_cached_tokens(
+    query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype
+) -> bool:
     """A prompt (several queries) over more keys than itself, with a boolean mask (a cache hit),
-    whose bf16 scores stay small enough to hold at once."""
+    whose scores in `dtype` stay small enough to hold at once."""
     batch, heads, queries, _ = query.shape
     keys = key.shape[2]
     return (
         1 < queries < keys
         and mask is not None
         and mask.dtype == torch.bool
-        and batch * heads * queries * keys * 2 <= NARROW_SCORES_BYTES
+        and batch * heads * queries * keys * dtype.itemsize <= NARROW_SCORES_BYTES
     )
 
 
