@@ -114,6 +114,7 @@ def int8_settings(args) -> ModelSettings:
         quantization="int8",
         prefix_cache_mb=512,
         max_batch_size=CONCURRENT,
+        int8_prompt_kernel=args.int8_prompt_kernel,
     )
 
 
@@ -133,6 +134,12 @@ def rss_probe(args) -> None:
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0], rounds=3)
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--int8-prompt-kernel",
+        choices=["fbgemm", "onednn"],
+        default="fbgemm",
+        help="model.int8_prompt_kernel for the engine (default: the shipped setting)",
+    )
     args = parser.parse_args()
     if not model_ready(args, "bench.engine_bench"):
         return
@@ -205,6 +212,8 @@ def child(args) -> list[str]:
         str(args.cache),
         "--threads",
         str(args.threads),
+        "--int8-prompt-kernel",
+        args.int8_prompt_kernel,
     ]
 
 
@@ -218,6 +227,7 @@ GOALS = {  # name: (label, goal, lower is better)
 
 def report(runs, rss: dict[str, float], args, load_before: float, load_after: float) -> None:
     print(f"\n{cpu_name()}; torch {torch.__version__}, {args.threads} threads")
+    print(f"int8 prompt kernel: {args.int8_prompt_kernel}")
     print(f"{args.rounds} rounds; load average {load_before:.2f} -> {load_after:.2f}")
     print(f"{'measure':<50}{'median':>8}{'best':>8}{'goal':>9}  verdict (median)")
     for name, (label, goal, lower) in GOALS.items():

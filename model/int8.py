@@ -22,11 +22,12 @@ Why not torchao (the maintained successor of torch.ao.quantization): torchao 0.1
 ran here at 8.4 tok/s (int8 dynamic activation + int8 weight) and 1.2 tok/s (int8 weight only)
 without torch.compile, against 22.9 for this path; it is worth re-measuring on each upgrade.
 
-Why not oneDNN's int8 matmul (`torch.ops.onednn.qlinear_pointwise`, AMX tiles on recent Xeons):
-measured on an Intel Xeon with AMX over the 0.5B model's block weights, it did a 128-token
-prompt's products 1.8x faster than fbgemm but a single decoding row's 1.5-1.8x slower, and the
-two libraries need their own packed copies: serving both ways would hold the block weights twice
-(+303 MB). With it alone, end to end: time to first token 0.83x, decoding 0.68x of this path.
+oneDNN's int8 matmul (`torch.ops.onednn.qlinear_pointwise`, AMX tiles on recent Xeons) is not
+the default: measured on an Intel Xeon with AMX over the 0.5B model's block weights, it did a
+128-token prompt's products 2-2.6x faster than fbgemm but a single decoding row's ~20% slower
+(more per call), and the two libraries need their own packed copies. `int8_prompt_kernel =
+"onednn"` serves prompts from a second, oneDNN copy (model.onednn_int8): first token ~30% sooner
+there, for +~290 MB, more than the product's 1.2 GB goal leaves.
 """
 
 from __future__ import annotations
