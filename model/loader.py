@@ -119,6 +119,7 @@ def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
             "model_dir": str(model_dir),
             "dtype": settings.dtype,
             "quantization": settings.quantization,
+            "int8_prompt_kernel": settings.int8_prompt_kernel,
             "threads": threads,
         },
     )

@@ -57,7 +57,7 @@ def prompts_on_onednn(model: nn.Module) -> int:
     for name, module in targets:
         with warnings.catch_warnings():  # torch.ao quantized tensors are deprecated (model.int8)
             warnings.simplefilter("ignore", UserWarning)
-            weight, bias = module._weight_bias()
+            weight, bias = module.weight(), module.bias()  # unpacked from fbgemm's layout
             codes, scales = weight.int_repr(), weight.q_per_channel_scales()
         owner, _, attr = name.rpartition(".")
         wrapped = PromptsOnOnednn(module, codes, scales, bias)
@@ -95,7 +95,7 @@ class PromptsOnOnednn(nn.Module):
         if x.numel() < PROMPT_ROWS * width:
             return self.decode(x)
         rows = x.reshape(-1, width)
-        scale = rows.abs().amax().clamp_min(1e-12) / 127.0  # a tensor: no wait for its value
+        scale = rows.abs().amax().clamp_min(1e-12) / 127.0  # stays a tensor (the .tensor overload)
         codes = torch.round(rows / scale).to(torch.int8)
         out = self._product(
             codes,
