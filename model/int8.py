@@ -117,14 +117,14 @@ def load_int8_model(model_dir: Path) -> Any:
 def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool) -> None:
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
-    _replace(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
+    replace_module(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
     if tied or f"{head_name}.weight" not in weights:
-        _replace(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
+        replace_module(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
     _fuse_projections(model, weights)
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":
             bias = f"{name}.bias" if module.bias is not None else None
-            _replace(model, name, _int8_linear(weights, f"{name}.weight", bias))
+            replace_module(model, name, _int8_linear(weights, f"{name}.weight", bias))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":  # norms: small, kept in fp32
             owner, _, attr = name.rpartition(".")
@@ -254,7 +254,8 @@ def _dynamic_linear(codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tenso
     return layer
 
 
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` where the submodule called `name` is."""
     owner, _, attr = name.rpartition(".")
     setattr(model.get_submodule(owner) if owner else model, attr, module)
 

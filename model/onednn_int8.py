@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from model.heap import return_freed_memory
-from model.int8 import Int8Linear
+from model.int8 import Int8Linear, replace_module
 
 PROMPT_ROWS = 32  # rows from which oneDNN's product is faster (between 16 and 32, measured)
 
@@ -59,9 +59,7 @@ def prompts_on_onednn(model: nn.Module) -> int:
             warnings.simplefilter("ignore", UserWarning)
             weight, bias = module.weight(), module.bias()  # unpacked from fbgemm's layout
             codes, scales = weight.int_repr(), weight.q_per_channel_scales()
-        owner, _, attr = name.rpartition(".")
-        wrapped = PromptsOnOnednn(module, codes, scales, bias)
-        setattr(model.get_submodule(owner) if owner else model, attr, wrapped)
+        replace_module(model, name, PromptsOnOnednn(module, codes, scales, bias))
     return_freed_memory()  # the unpacked codes were temporaries (model.heap)
     return len(targets)
 
