@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
+from model import onednn_int8
 from model.fused_linear import FusedLinear, FusedPart
 from model.heap import return_freed_memory
 
@@ -95,17 +96,23 @@ class FileEmbedding(nn.Module):
         return rows.to(torch.float32)[inverse]
 
 
-def load_int8_model(model_dir: Path) -> Any:
-    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes."""
+def load_int8_model(model_dir: Path, prompt_kernel: str = "fbgemm") -> Any:
+    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes;
+    with prompt_kernel "onednn", block Linears also get a oneDNN copy for prompts (model.onednn_int8)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
+    prompt_copy = prompt_kernel == "onednn"
+    if prompt_copy and not onednn_int8.onednn_int8_available():
+        raise ValueError(
+            'int8_prompt_kernel = "onednn" needs a torch build with oneDNN; set "fbgemm"'
+        )
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with _open_weights(Path(model_dir)) as weights:
         tied = bool(getattr(config, "tie_word_embeddings", False))
-        _fill(model, weights, tied=tied)
+        _fill(model, weights, tied=tied, prompt_copy=prompt_copy)
     if (Path(model_dir) / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
     left = [name for name, p in model.named_parameters() if p.device.type == "meta"]
@@ -114,17 +121,22 @@ def load_int8_model(model_dir: Path) -> Any:
     return model.eval()
 
 
-def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool) -> None:
+def _fill(
+    model: nn.Module, weights: dict[str, _StoredTensor], tied: bool, prompt_copy: bool
+) -> None:
+    """Every weight from the file; block Linears with a oneDNN prompt copy if `prompt_copy`, the
+    output projection never (one row per step, even in a prompt)."""
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
-    replace_module(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
+    _replace(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
     if tied or f"{head_name}.weight" not in weights:
-        replace_module(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
-    _fuse_projections(model, weights)
+        _replace(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
+    _fuse_projections(model, weights, prompt_copy)
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":
             bias = f"{name}.bias" if module.bias is not None else None
-            replace_module(model, name, _int8_linear(weights, f"{name}.weight", bias))
+            copy = prompt_copy and name != head_name
+            _replace(model, name, _int8_linear(weights, f"{name}.weight", bias, copy))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":  # norms: small, kept in fp32
             owner, _, attr = name.rpartition(".")
@@ -132,7 +144,9 @@ def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool) -> No
             model.get_submodule(owner)._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
 
 
-def _fuse_projections(model: nn.Module, weights: dict[str, _StoredTensor]) -> None:
+def _fuse_projections(
+    model: nn.Module, weights: dict[str, _StoredTensor], prompt_copy: bool
+) -> None:
     """q/k/v and gate/up of every block as one int8 Linear each (model.fused_linear)."""
     for owner_name, owner in list(model.named_modules()):
         for group in FUSED_PROJECTIONS:
@@ -148,6 +162,7 @@ def _fuse_projections(model: nn.Module, weights: dict[str, _StoredTensor]) -> No
                     (f"{prefix}{name}", m.bias is not None)
                     for name, m in zip(group, members, strict=True)
                 ],
+                prompt_copy,
             )
             fused = FusedLinear(linear, len(group))
             owner.add_module("fused_" + "_".join(name.split("_")[0] for name in group), fused)
@@ -158,7 +173,7 @@ def _fuse_projections(model: nn.Module, weights: dict[str, _StoredTensor]) -> No
 
 
 def _stacked_int8_linear(
-    weights: dict[str, _StoredTensor], members: list[tuple[str, bool]]
+    weights: dict[str, _StoredTensor], members: list[tuple[str, bool]], prompt_copy: bool
 ) -> tuple[nn.Module, list[int]]:
     """One int8 Linear over the rows of several stored weights, and each member's row count."""
     pieces = []
@@ -166,7 +181,7 @@ def _stacked_int8_linear(
         stored = weights[f"{name}.weight"]
         bias = _read(weights, f"{name}.bias").to(torch.float32) if has_bias else None
         pieces.append((stored, 0, stored.shape[0], bias))
-    return _linear_over_rows(pieces), [stop for _, _, stop, _ in pieces]
+    return _linear_over_rows(pieces, prompt_copy), [stop for _, _, stop, _ in pieces]
 
 
 class RowBlockLinear(nn.Module):
@@ -186,7 +201,10 @@ class RowBlockLinear(nn.Module):
 
 
 def _int8_linear(
-    weights: dict[str, _StoredTensor], weight_name: str, bias_name: str | None
+    weights: dict[str, _StoredTensor],
+    weight_name: str,
+    bias_name: str | None,
+    prompt_copy: bool = False,
 ) -> nn.Module:
     """An int8 Linear for one stored weight (and bias), in row blocks if it is big."""
     stored = weights[weight_name]
@@ -195,18 +213,18 @@ def _int8_linear(
     blocks = []
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
-        blocks.append(
-            _linear_over_rows([(stored, start, stop, None if bias is None else bias[start:stop])])
-        )
+        rows = (stored, start, stop, None if bias is None else bias[start:stop])
+        blocks.append(_linear_over_rows([rows], prompt_copy))
     return blocks[0] if len(blocks) == 1 else RowBlockLinear(blocks)
 
 
 RowRange = tuple["_StoredTensor", int, int, torch.Tensor | None]  # rows [start, stop), their bias
 
 
-def _linear_over_rows(pieces: list[RowRange]) -> nn.Module:
-    """One int8 Linear over these row ranges stacked in order (zero bias where a range has none);
-    the load's temporaries are handed back to the OS before returning."""
+def _linear_over_rows(pieces: list[RowRange], prompt_copy: bool = False) -> nn.Module:
+    """One int8 Linear over these row ranges stacked in order (zero bias where a range has none),
+    with a oneDNN copy of its codes for prompts if `prompt_copy`; the load's temporaries are
+    handed back to the OS before returning."""
     quantized = [_quantize_rows(stored, start, stop) for stored, start, stop, _ in pieces]
     bias = None
     if any(b is not None for *_, b in pieces):
@@ -219,6 +237,8 @@ def _linear_over_rows(pieces: list[RowRange]) -> nn.Module:
         codes = torch.cat([c for c, _ in quantized])
         scales = torch.cat([s for _, s in quantized])
     linear = _dynamic_linear(codes, scales, bias)
+    if prompt_copy:
+        linear = onednn_int8.PromptsOnOnednn(linear, codes, scales, bias)
     del quantized, codes, scales
     return_freed_memory()  # load temporaries must not pile up (model.heap)
     return linear
@@ -254,7 +274,7 @@ def _dynamic_linear(codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tenso
     return layer
 
 
-def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     """Put `module` where the submodule called `name` is."""
     owner, _, attr = name.rpartition(".")
     setattr(model.get_submodule(owner) if owner else model, attr, module)

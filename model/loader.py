@@ -95,11 +95,7 @@ def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
         if settings.quantization == "int8":
             from model.int8 import load_int8_model  # straight to int8: no fp32 copy in memory
 
-            model = load_int8_model(model_dir)
-            if settings.int8_prompt_kernel == "onednn":
-                from model.onednn_int8 import prompts_on_onednn
-
-                prompts_on_onednn(model)
+            model = load_int8_model(model_dir, settings.int8_prompt_kernel)
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir, dtype=dtype, local_files_only=True

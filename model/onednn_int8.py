@@ -21,13 +21,8 @@ output's spread, against fbgemm's 1.4%.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
-
-from model.heap import return_freed_memory
-from model.int8 import Int8Linear, replace_module
 
 PROMPT_ROWS = 32  # rows from which oneDNN's product is faster (between 16 and 32, measured)
 
@@ -38,30 +33,6 @@ def onednn_int8_available() -> bool:
     return torch.backends.mkldnn.is_available() and all(
         hasattr(ops, name) for name in ("qlinear_prepack", "qlinear_pointwise")
     )
-
-
-def prompts_on_onednn(model: nn.Module) -> int:
-    """Give every int8 Linear of the model but its output projection (one row per step, even
-    in a prompt) a oneDNN copy for prompts; how many were given one."""
-    if not onednn_int8_available():
-        raise ValueError(
-            'int8_prompt_kernel = "onednn" needs a torch build with oneDNN; set "fbgemm"'
-        )
-    head = model.get_output_embeddings()
-    skip = {id(m) for m in head.modules()} if head is not None else set()
-    targets = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, Int8Linear) and id(module) not in skip
-    ]
-    for name, module in targets:
-        with warnings.catch_warnings():  # torch.ao quantized tensors are deprecated (model.int8)
-            warnings.simplefilter("ignore", UserWarning)
-            weight, bias = module.weight(), module.bias()  # unpacked from fbgemm's layout
-            codes, scales = weight.int_repr(), weight.q_per_channel_scales()
-        replace_module(model, name, PromptsOnOnednn(module, codes, scales, bias))
-    return_freed_memory()  # the unpacked codes were temporaries (model.heap)
-    return len(targets)
 
 
 class PromptsOnOnednn(nn.Module):
