@@ -115,6 +115,7 @@ def int8_settings(args) -> ModelSettings:
         prefix_cache_mb=512,
         max_batch_size=CONCURRENT,
         int8_prompt_kernel=args.int8_prompt_kernel,
+        kv_cache_dtype=args.kv_cache_dtype,
     )
 
 
@@ -139,6 +140,12 @@ def main() -> None:
         choices=["fbgemm", "onednn"],
         default="fbgemm",
         help="model.int8_prompt_kernel for the engine (default: the shipped setting)",
+    )
+    parser.add_argument(
+        "--kv-cache-dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="model.kv_cache_dtype for the engine (default: the shipped setting)",
     )
     args = parser.parse_args()
     if not model_ready(args, "bench.engine_bench"):
@@ -214,6 +221,8 @@ def child(args) -> list[str]:
         str(args.threads),
         "--int8-prompt-kernel",
         args.int8_prompt_kernel,
+        "--kv-cache-dtype",
+        args.kv_cache_dtype,
     ]
 
 
@@ -227,7 +236,7 @@ GOALS = {  # name: (label, goal, lower is better)
 
 def report(runs, rss: dict[str, float], args, load_before: float, load_after: float) -> None:
     print(f"\n{cpu_name()}; torch {torch.__version__}, {args.threads} threads")
-    print(f"int8 prompt kernel: {args.int8_prompt_kernel}")
+    print(f"int8 prompt kernel: {args.int8_prompt_kernel}; KV cache dtype: {args.kv_cache_dtype}")
     print(f"{args.rounds} rounds; load average {load_before:.2f} -> {load_after:.2f}")
     print(f"{'measure':<50}{'median':>8}{'best':>8}{'goal':>9}  verdict (median)")
     for name, (label, goal, lower) in GOALS.items():
