@@ -86,6 +86,17 @@ def with_room(tensor: torch.Tensor, tokens: int) -> torch.Tensor:
     return buffer[:, :, :filled]
 
 
+def with_room_for(kv: KVPairs, tokens: int) -> KVPairs:
+    """These pairs with room for `tokens` more in every buffer: as they are where they have it, else
+    copied once into buffers that do (so whoever appends next does not copy the whole cache)."""
+    return [
+        (k, v)
+        if min(capacity(k), capacity(v)) >= k.shape[2] + tokens
+        else (with_room(k, k.shape[2] + tokens), with_room(v, v.shape[2] + tokens))
+        for k, v in kv
+    ]
+
+
 def capacity(tensor: torch.Tensor) -> int:
     """Columns the buffer behind a [batch, heads, n, dim] slice holds per head (n if no room)."""
     batch, heads, filled, dim = tensor.shape

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from model.prefix_cache import PrefixCache
-from model.settings import ModelSettings
+from model.prompt import build_prompt
+from model.settings import GenerationSettings, ModelSettings
+from model.slack_cache import SPARE_TOKENS, capacity
 from model.types import ChatMessage, GenerationRequest
 
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.2, "max_new_tokens": 24}
@@ -95,6 +97,36 @@ def test_history_truncated_to_fit_reuses_only_the_system_prompt(make_engine, loa
     # Only the rendered system prompt and the next turn's opening survive the cut.
     opening = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
     assert stats.extra["cached_prompt_tokens"] == len(loaded.tokenizer.encode(opening))
+
+
+def test_a_reply_ended_at_its_first_token_leaves_room_for_the_next_message(
+    make_engine, loaded
+) -> None:
+    """Its cached conversation gets the room a decoded reply gets: a next message longer than a
+    prefill's spare room is prefilled into it in place, not after copying the whole conversation."""
+    settings = {**GREEDY, "max_new_tokens": 1}
+    cached = make_engine(
+        dataclasses.replace(loaded, settings=ModelSettings(prefix_cache_mb=16)), **settings
+    )
+    plain = make_engine(
+        dataclasses.replace(loaded, settings=ModelSettings(prefix_cache_mb=0)), **settings
+    )
+    first, first_stats = turn(cached, conversation("")[:1])
+    assert first_stats.completion_tokens == 1
+    messages = conversation(first)
+    messages[-1] = ChatMessage("user", "Please summarise the meeting notes. " * 5)
+    follow_up = build_prompt(
+        loaded.tokenizer, GenerationSettings().system_prompt, messages, 10**6
+    ).input_ids
+    assert len(follow_up) - first_stats.prompt_tokens > SPARE_TOKENS
+    hit = cached.prefix_cache.take(("alice", "c1"), follow_up)
+    assert hit is not None and hit.tokens == first_stats.prompt_tokens
+    for keys, values in hit.kv:
+        assert min(capacity(keys), capacity(values)) >= len(follow_up)
+    cached.prefix_cache.put(("alice", "c1"), follow_up[: hit.tokens], hit.kv)
+    answer, stats = turn(cached, messages)
+    assert stats.extra["cached_prompt_tokens"] == first_stats.prompt_tokens
+    assert answer == turn(plain, messages)[0]
 
 
 def test_another_user_with_the_same_conversation_id_gets_nothing_cached(engines) -> None:

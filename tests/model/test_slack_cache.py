@@ -6,7 +6,15 @@ import torch
 from transformers import DynamicCache
 
 from model.kv_batch import BatchedKV
-from model.slack_cache import SPARE_TOKENS, append, capacity, slack_cache, stored_bytes
+from model.slack_cache import (
+    SPARE_TOKENS,
+    append,
+    capacity,
+    slack_cache,
+    stored_bytes,
+    with_room,
+    with_room_for,
+)
 
 
 def kv(batch: int, tokens: int, seed: int = 0) -> torch.Tensor:
@@ -196,3 +204,15 @@ def test_a_lone_row_left_in_a_batch_buffer_leaves_with_a_copy_of_its_own() -> No
     torch.testing.assert_close(keys, kv(1, 4, 2))
     torch.testing.assert_close(values, kv(1, 4, 12))
     assert stored_bytes([(keys, values)]) == 2 * keys.element_size() * 2 * 4 * (4 + 8)
+
+
+def test_with_room_for_copies_only_the_buffers_without_that_room() -> None:
+    roomy = (with_room(kv(1, 4, 1), 4 + 8), with_room(kv(1, 4, 2), 4 + 8))
+    tight = (with_room(kv(1, 4, 3), 4 + 2), kv(1, 4, 4))
+    (kept, kept_values), (grown, grown_values) = with_room_for([roomy, tight], 8)
+    assert kept.data_ptr() == roomy[0].data_ptr() and kept_values.data_ptr() == roomy[1].data_ptr()
+    assert min(capacity(grown), capacity(grown_values)) >= 4 + 8
+    torch.testing.assert_close(grown, kv(1, 4, 3))
+    torch.testing.assert_close(grown_values, kv(1, 4, 4))
+    before = grown.data_ptr()
+    assert append(grown, kv(1, 8, 5)).data_ptr() == before  # the next 8 tokens go in place
