@@ -42,6 +42,9 @@ class ModelSettings(BaseModel):
     prompt_attention_dtype: PromptAttentionDtype = "auto"
     # Most generations decoded together in one batched step (bounded by generation.max_concurrent).
     max_batch_size: int = Field(default=8, ge=1, le=64)
+    # A longer prompt is prefilled this many tokens at a time, running replies decoding a step
+    # between chunks: they pause for a chunk's prefill, not for the whole prompt's.
+    prompt_chunk_tokens: int = Field(default=256, ge=16, le=32_768)
 
     @model_validator(mode="after")
     def _int8_options_fit(self) -> ModelSettings:

@@ -120,6 +120,7 @@ class ThreadedEngine:
             decode_threads=tuning.decode_threads or threads,
             kv_dtype=self.kv_dtype,
             prompt_dtype=self.prompt_dtype,
+            prompt_chunk=tuning.prompt_chunk_tokens,
         )
 
     @property

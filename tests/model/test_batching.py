@@ -143,3 +143,71 @@ def test_rows_that_stay_keep_their_place_and_answer_as_alone_after_others_leave(
         last = batch_step(model, kv, [400])
         ids = [*prompts[1], 301, tokens[1], 400]
         torch.testing.assert_close(last[0], prefill(model, ids)[0], atol=1e-4, rtol=1e-4)
+
+
+LONG_QUESTION = QUESTIONS[1] * 6  # ~100 tokens: several 16-token chunks
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_a_running_reply_goes_on(
+    make_engine, loaded
+) -> None:
+    whole = make_engine(loaded, max_concurrent=1, **GREEDY)  # prompts up to 256 in one piece
+    late_solo = "".join(d.text for d in whole.stream(ask(LONG_QUESTION, max_new_tokens=30)))
+    chunked = dataclasses.replace(loaded, settings=ModelSettings(prompt_chunk_tokens=16))
+    engine = make_engine(chunked, max_concurrent=2, max_queue=0, **GREEDY)
+    early = engine.stream(ask(QUESTIONS[0], max_new_tokens=2000))
+    early_deltas = iter(early)
+    for _ in range(5):
+        next(early_deltas)
+    before = early.stats.completion_tokens
+    late = engine.stream(ask(LONG_QUESTION, max_new_tokens=30))
+    late_deltas = iter(late)
+    first = next(late_deltas)
+    gained = early.stats.completion_tokens - before
+    chunks = -(-late.stats.prompt_tokens // 16)
+    assert chunks >= 5
+    # One step of the running reply between every two chunks of the newcomer's prompt: without
+    # chunks it would have stood still for the whole prefill.
+    assert gained >= chunks - 1
+    assert first.text + "".join(d.text for d in late_deltas) == late_solo
+    early.cancel()
+
+
+class CancelsAtSecondChunk:
+    """The tiny model, cancelling a stream when the first prompt's second chunk is prefilled."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.generation_config = model.generation_config
+        self.dtype = model.dtype
+        self.victim_known = threading.Event()
+        self.victim = None
+        self.armed = True
+
+    def __call__(self, **kwargs):
+        second_chunk = kwargs["input_ids"].shape[1] > 1 and int(kwargs["position_ids"][0, 0]) > 0
+        if self.armed and second_chunk:
+            self.armed = False
+            assert self.victim_known.wait(5)
+            self.victim.cancel()
+        return self.model(**kwargs)
+
+
+def test_a_prompt_cancelled_between_chunks_ends_and_its_conversation_keeps_what_was_prefilled(
+    make_engine, loaded
+) -> None:
+    tuning = ModelSettings(prompt_chunk_tokens=16, prefix_cache_mb=16)
+    model = CancelsAtSecondChunk(loaded.model)
+    engine = make_engine(dataclasses.replace(loaded, model=model, settings=tuning), **GREEDY)
+    request = ask(LONG_QUESTION, max_new_tokens=30, user_key="alice", conversation_id="c1")
+    victim = engine.stream(request)
+    model.victim = victim
+    model.victim_known.set()
+    assert list(victim) == []
+    assert victim.stats.finish_reason == "cancelled" and victim.stats.completion_tokens == 0
+    # The two chunks prefilled before the cancel stay cached: asked again, only the rest is new.
+    again = engine.stream(request)
+    answer = "".join(d.text for d in again)
+    assert again.stats.extra["cached_prompt_tokens"] == 32
+    whole = make_engine(**GREEDY)
+    assert answer == "".join(d.text for d in whole.stream(ask(LONG_QUESTION, max_new_tokens=30)))
