@@ -71,6 +71,27 @@ def test_follow_up_reuses_the_conversation_and_answers_the_same(engines) -> None
     assert plain_stats.extra["cached_prompt_tokens"] == 0
 
 
+def test_a_follow_up_longer_than_a_chunk_answers_as_prefilled_whole(make_engine, loaded) -> None:
+    """A follow-up prefilled in 16-token chunks over its cached conversation: the same greedy
+    answer as the whole prompt prefilled at once without a cache."""
+    chunked = make_engine(
+        dataclasses.replace(
+            loaded, settings=ModelSettings(prefix_cache_mb=16, prompt_chunk_tokens=16)
+        ),
+        **GREEDY,
+    )
+    plain = make_engine(
+        dataclasses.replace(loaded, settings=ModelSettings(prefix_cache_mb=0)), **GREEDY
+    )
+    first, first_stats = turn(chunked, conversation("")[:1])
+    messages = conversation(first)
+    messages[-1] = ChatMessage("user", "Please summarise the meeting notes. " * 5)
+    answer, stats = turn(chunked, messages)
+    assert stats.prompt_tokens - stats.extra["cached_prompt_tokens"] > 3 * 16
+    assert stats.extra["cached_prompt_tokens"] >= first_stats.prompt_tokens
+    assert answer == turn(plain, messages)[0]
+
+
 def test_an_edited_earlier_message_reuses_only_the_part_before_the_edit(engines) -> None:
     cached, plain = engines
     first, first_stats = turn(cached, conversation("")[:1])
