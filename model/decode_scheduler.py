@@ -30,6 +30,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from model.generation_job import GenerationJob
 from model.heap import return_freed_memory
@@ -275,7 +276,7 @@ class DecodeScheduler:
             or row.job.cancelled.is_set()
         )
 
-    def _keep_prefilled(self, row: _Row, cache: object, tokens: int) -> None:
+    def _keep_prefilled(self, row: _Row, cache: DynamicCache, tokens: int) -> None:
         """A prefill cancelled after `tokens` prompt tokens: the conversation keeps them cached."""
         if self._wants_cache(row):
             pairs = [(k, v) for k, v, *_ in cache]
