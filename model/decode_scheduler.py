@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import torch
@@ -123,22 +123,28 @@ class DecodeScheduler:
         joined: list[tuple[_Row, KVPairs]] = []  # prefilled, joining the batch before the next step
         kv = BatchedKV()
         widest = 0  # most rows decoded together since the last trim
+
+        def join_and_step() -> None:
+            """The prefilled rows join the batch, then every row decodes one token."""
+            nonlocal widest
+            if joined:  # one re-layout for all of them (model.kv_batch)
+                adding = [(pairs, len(row.ids) - 1) for row, pairs in joined]
+                rows.extend(row for row, _ in joined)
+                joined.clear()
+                kv.add(adding)
+            if rows:
+                widest = max(widest, len(rows))
+                self._step(rows, kv)
+
         try:
             with torch.inference_mode():
                 while (taken := self._take(len(rows))) is not None:
                     joining = taken
                     while joining:
-                        if prefilled := self._prefill_between_steps(rows, kv, *joining[0]):
+                        if prefilled := self._prefill_between_steps(join_and_step, *joining[0]):
                             joined.append(prefilled)
                         joining.pop(0)
-                    if joined:  # one re-layout for all of them (model.kv_batch)
-                        adding = [(pairs, len(row.ids) - 1) for row, pairs in joined]
-                        rows.extend(row for row, _ in joined)
-                        joined.clear()
-                        kv.add(adding)
-                    if rows:
-                        widest = max(widest, len(rows))
-                        self._step(rows, kv)
+                    join_and_step()
                     if not rows and widest > 1 and not self._pending:
                         # Idle after a batch: its KV was re-laid out as rows joined and left,
                         # in buffers of every size, and glibc would keep those pages resident
@@ -158,17 +164,17 @@ class DecodeScheduler:
                 self._fail(job, exc)
 
     def _prefill_between_steps(
-        self, rows: list[_Row], kv: BatchedKV, job: GenerationJob, key: CacheKey | None
+        self, between: Callable[[], None], job: GenerationJob, key: CacheKey | None
     ) -> tuple[_Row, KVPairs] | None:
-        """Prefill a joining job chunk by chunk, the running rows decoding a step between chunks."""
+        """Prefill a joining job chunk by chunk, calling `between` between chunks (the rows that
+        are ready join and decode a step: a long prompt does not hold them up for all of it)."""
         prefill = self._prefill(job, key)
         while True:
             try:
                 next(prefill)
             except StopIteration as finished:
                 return finished.value
-            if rows:
-                self._step(rows, kv)
+            between()
 
     def _prefill(
         self, job: GenerationJob, key: CacheKey | None

@@ -211,3 +211,44 @@ def test_a_prompt_cancelled_between_chunks_ends_and_its_conversation_keeps_what_
     assert again.stats.extra["cached_prompt_tokens"] == 32
     whole = make_engine(**GREEDY)
     assert answer == "".join(d.text for d in whole.stream(ask(LONG_QUESTION, max_new_tokens=30)))
+
+
+class HoldsFirstCall:
+    """The tiny model, holding its first call until released (requests queue up meanwhile)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.generation_config = model.generation_config
+        self.dtype = model.dtype
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, **kwargs):
+        if not self.holding.is_set():
+            self.holding.set()
+            assert self.release.wait(10)
+        return self.model(**kwargs)
+
+
+def test_a_short_prompt_arriving_with_a_long_one_decodes_while_the_long_one_is_prefilled(
+    make_engine, loaded
+) -> None:
+    model = HoldsFirstCall(loaded.model)
+    tuning = ModelSettings(prompt_chunk_tokens=16)
+    engine = make_engine(
+        dataclasses.replace(loaded, model=model, settings=tuning),
+        max_concurrent=3,
+        max_queue=0,
+        **GREEDY,
+    )
+    gate = engine.stream(ask("Hello!", max_new_tokens=1))
+    assert model.holding.wait(10)  # the decoder is busy: the next two arrive together
+    short = engine.stream(ask(QUESTIONS[0], max_new_tokens=2000))
+    long = engine.stream(ask(LONG_QUESTION, max_new_tokens=30))
+    model.release.set()
+    assert len(list(gate)) <= 1
+    next(iter(long))
+    chunks = -(-long.stats.prompt_tokens // 16)
+    # The short one joined at the long one's first chunk boundary and decoded between chunks.
+    assert short.stats.completion_tokens >= chunks - 1
+    short.cancel()
