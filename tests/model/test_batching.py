@@ -173,13 +173,20 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_a_running_reply_goes_on(
     early.cancel()
 
 
-class CancelsAtSecondChunk:
-    """The tiny model, cancelling a stream when the first prompt's second chunk is prefilled."""
+class WrappedModel:
+    """The tiny model behind a hook the engine calls as it calls a model (no lean forward)."""
 
     def __init__(self, model) -> None:
         self.model = model
         self.generation_config = model.generation_config
         self.dtype = model.dtype
+
+
+class CancelsAtSecondChunk(WrappedModel):
+    """The tiny model, cancelling a stream when the first prompt's second chunk is prefilled."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
         self.victim_known = threading.Event()
         self.victim = None
         self.armed = True
@@ -213,13 +220,11 @@ def test_a_prompt_cancelled_between_chunks_ends_and_its_conversation_keeps_what_
     assert answer == "".join(d.text for d in whole.stream(ask(LONG_QUESTION, max_new_tokens=30)))
 
 
-class HoldsFirstCall:
+class HoldsFirstCall(WrappedModel):
     """The tiny model, holding its first call until released (requests queue up meanwhile)."""
 
     def __init__(self, model) -> None:
-        self.model = model
-        self.generation_config = model.generation_config
-        self.dtype = model.dtype
+        super().__init__(model)
         self.holding = threading.Event()
         self.release = threading.Event()
 
