@@ -30,11 +30,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from model.generation_job import GenerationJob
 from model.heap import return_freed_memory
-from model.kv_batch import BatchedKV
+from model.kv_batch import BatchedKV, cache_pairs
 from model.kv_dtype import prompt_products
 from model.prefix_cache import CacheKey, PrefixCache
 from model.sampling import choose_token
@@ -196,9 +195,8 @@ class DecodeScheduler:
             for start in range(reused, len(row.ids), self._prompt_chunk):
                 if start > reused:
                     yield
-                    if job.cancelled.is_set():
-                        self._keep_prefilled(row, cache, start)
-                        job.done.set()
+                    if job.cancelled.is_set():  # what was prefilled stays cached
+                        self._finish(row, cache_pairs(cache), covered=start)
                         return None
                 stop = min(start + self._prompt_chunk, len(row.ids))
                 self._set_threads("prompt")
@@ -215,14 +213,9 @@ class DecodeScheduler:
         except Exception as exc:
             self._fail(job, exc)
             return None
-        pairs = [(k, v) for k, v, *_ in cache]
+        pairs = cache_pairs(cache)
         if not self._emit(row, token):
-            # Ended at its first token: kept with the room a reply that decoded would get, or the
-            # next message would copy the whole conversation before its prefill (+~20 ms after
-            # 1,500 tokens on an AMD EPYC).
-            self._finish(
-                row, with_room_for(pairs, NEXT_MESSAGE_ROOM) if self._wants_cache(row) else []
-            )
+            self._finish(row, pairs)
             return None
         return row, pairs
 
@@ -282,20 +275,19 @@ class DecodeScheduler:
             or row.job.cancelled.is_set()
         )
 
-    def _keep_prefilled(self, row: _Row, cache: DynamicCache, tokens: int) -> None:
-        """A prefill cancelled after `tokens` prompt tokens: the conversation keeps them cached."""
-        if self._wants_cache(row):
-            pairs = [(k, v) for k, v, *_ in cache]
-            self._prefix_cache.put(
-                row.key, row.ids[:tokens], with_room_for(pairs, NEXT_MESSAGE_ROOM)
-            )
-
     def _wants_cache(self, row: _Row) -> bool:
         return self._prefix_cache is not None and row.key is not None
 
-    def _finish(self, row: _Row, kv_pairs: list) -> None:
-        if self._wants_cache(row):  # kv_pairs are this row's own tensors: no copy needed
-            self._prefix_cache.put(row.key, row.ids[:-1], kv_pairs)
+    def _finish(self, row: _Row, kv_pairs: KVPairs, covered: int | None = None) -> None:
+        """The job is done; its conversation's KV (this row's own tensors, covering its first
+        `covered` ids, by default all but the last) goes to the prefix cache with room for the
+        next message. Only a reply that ended at its prefill lacks that room (the prefill's spare
+        32): without it a longer next message first copied the whole conversation (+~20 ms after
+        1,500 tokens on an AMD EPYC)."""
+        if self._wants_cache(row):
+            covered = len(row.ids) - 1 if covered is None else covered
+            kept = with_room_for(kv_pairs, NEXT_MESSAGE_ROOM)
+            self._prefix_cache.put(row.key, row.ids[:covered], kept)
         row.job.done.set()
 
     def _fail(self, job: GenerationJob, exc: BaseException) -> None:

@@ -91,7 +91,7 @@ class BatchedKV:
         than SPARE_TOKENS columns of padding on the left is the batch laid out anew without them.
         """
         if not rows:
-            pairs = _pairs(self.cache)
+            pairs = cache_pairs(self.cache)
             freed = stored_bytes(pairs) if any(self._counted(k) for k, _ in pairs) else 0
             del pairs
             self.cache, self.lengths, self.width = slack_cache(), [], 0
@@ -131,7 +131,7 @@ class BatchedKV:
         prefix cache. Call it only for a row that leaves next (keep() drops it): the lone row's own
         tensors are handed over without a copy when they have the room."""
         length = self.lengths[i]
-        pairs = _pairs(self.cache)
+        pairs = cache_pairs(self.cache)
         if len(self.lengths) == 1 and self.width == length and pairs:
             keys = pairs[0][0]
             # Not a view into a batch's buffer: its departed rows' memory would go along.
@@ -178,7 +178,8 @@ class BatchedKV:
         self.width += 1
 
 
-def _pairs(cache: DynamicCache) -> KVPairs:
+def cache_pairs(cache: DynamicCache) -> KVPairs:
+    """Each filled layer's keys and values, as tensors (no copy)."""
     return [(layer.keys, layer.values) for layer in cache.layers if _filled(layer)]
 
 
