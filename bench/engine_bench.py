@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import get_args
 
 import torch
 
@@ -43,7 +44,7 @@ from bench.common import (
     prompt_messages,
 )
 from model.loader import LoadedModel, load_model
-from model.settings import GenerationSettings, ModelSettings
+from model.settings import GenerationSettings, Int8PromptKernel, KvCacheDtype, ModelSettings
 from model.threaded_engine import ThreadedEngine
 from model.types import ChatMessage, GenerationRequest
 
@@ -135,18 +136,17 @@ def rss_probe(args) -> None:
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0], rounds=3)
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--int8-prompt-kernel",
-        choices=["fbgemm", "onednn"],
-        default="fbgemm",
-        help="model.int8_prompt_kernel for the engine (default: the shipped setting)",
-    )
-    parser.add_argument(
-        "--kv-cache-dtype",
-        choices=["auto", "float32", "bfloat16"],
-        default="auto",
-        help="model.kv_cache_dtype for the engine (default: the shipped setting)",
-    )
+    shipped = ModelSettings()
+    for name, values in (
+        ("int8_prompt_kernel", get_args(Int8PromptKernel)),
+        ("kv_cache_dtype", get_args(KvCacheDtype)),
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            choices=values,
+            default=getattr(shipped, name),
+            help=f"model.{name} for the engine (default: the shipped setting)",
+        )
     args = parser.parse_args()
     if not model_ready(args, "bench.engine_bench"):
         return

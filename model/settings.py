@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KvCacheDtype = Literal["auto", "float32", "bfloat16"]
 PromptAttentionDtype = Literal["auto", "float32", "bfloat16"]
+Int8PromptKernel = Literal["fbgemm", "onednn"]
 
 
 class ModelSettings(BaseModel):
@@ -26,7 +27,7 @@ class ModelSettings(BaseModel):
     # Which library multiplies a prompt's int8 products: "onednn" does them 2-2.6x faster on CPUs
     # with AMX tiles (recent Intel Xeons) but holds a second packed copy of the block weights
     # (+~290 MB for Qwen1.5-0.5B); decoding stays on fbgemm either way (model/onednn_int8.py).
-    int8_prompt_kernel: Literal["fbgemm", "onednn"] = "fbgemm"
+    int8_prompt_kernel: Int8PromptKernel = "fbgemm"
     # Torch threads while prefilling a prompt and while decoding; 0: `threads`.
     prompt_threads: int = Field(default=0, ge=0, le=256)
     decode_threads: int = Field(default=0, ge=0, le=256)
