@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from model.cpu_features import amx_tiles, avx512_bf16
 from model.settings import KvCacheDtype, PromptAttentionDtype
 
 ATTENTION = "sdpa_stored_kv"  # the name the attention below is registered under in transformers
@@ -43,22 +44,6 @@ ATTENTION = "sdpa_stored_kv"  # the name the attention below is registered under
 NARROW_SCORES_BYTES = 16 * 2**20
 # The dtype of the current thread's prompt products over a fp32 cache; None: as stored.
 _prompt_dtype: ContextVar[torch.dtype | None] = ContextVar("prompt_dtype", default=None)
-
-
-def amx_tiles() -> bool:
-    """Whether this CPU has AMX tile units (bf16/int8 matrix tiles: Intel Xeon since Sapphire Rapids)."""
-    return _cpu_has("_is_amx_tile_supported")
-
-
-def avx512_bf16() -> bool:
-    """Whether this CPU has AVX512-BF16 (bf16 dot products: Intel Cooper Lake and later, AMD Zen 4)."""
-    return _cpu_has("_is_avx512_bf16_supported")
-
-
-def _cpu_has(probe_name: str) -> bool:
-    """torch.cpu's probe of that name says yes (False where this torch build has no such probe)."""
-    probe = getattr(torch.cpu, probe_name, None)
-    return bool(probe and probe())
 
 
 def resolve_kv_dtype(
