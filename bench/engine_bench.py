@@ -44,6 +44,7 @@ from bench.common import (
     prompt_messages,
 )
 from model.loader import LoadedModel, load_model
+from model.onednn_int8 import prompt_copy_bytes, resolve_prompt_kernel
 from model.settings import GenerationSettings, Int8PromptKernel, KvCacheDtype, ModelSettings
 from model.threaded_engine import ThreadedEngine
 from model.types import ChatMessage, GenerationRequest
@@ -116,6 +117,7 @@ def int8_settings(args) -> ModelSettings:
         prefix_cache_mb=512,
         max_batch_size=CONCURRENT,
         int8_prompt_kernel=args.int8_prompt_kernel,
+        onednn_copy_mb=args.onednn_copy_mb,
         kv_cache_dtype=args.kv_cache_dtype,
     )
 
@@ -147,6 +149,12 @@ def main() -> None:
             default=getattr(shipped, name),
             help=f"model.{name} for the engine (default: the shipped setting)",
         )
+    parser.add_argument(
+        "--onednn-copy-mb",
+        type=int,
+        default=shipped.onednn_copy_mb,
+        help="model.onednn_copy_mb for the engine (default: the shipped setting)",
+    )
     args = parser.parse_args()
     if not model_ready(args, "bench.engine_bench"):
         return
@@ -207,7 +215,13 @@ def main() -> None:
         )
     engine.close()
     fp32.close()
-    report(runs, rss, args, load_before, os.getloadavg()[0])
+    kernel = resolve_prompt_kernel(args.int8_prompt_kernel)
+    copy_mb = prompt_copy_bytes(int8.model) / 2**20
+    setup = (
+        f"int8 prompt kernel: {args.int8_prompt_kernel} -> {kernel}, oneDNN copy {copy_mb:.0f} MB;"
+        f" KV cache dtype: {args.kv_cache_dtype}"
+    )
+    report(runs, rss, args, setup, load_before, os.getloadavg()[0])
 
 
 def child(args) -> list[str]:
@@ -223,6 +237,8 @@ def child(args) -> list[str]:
         args.int8_prompt_kernel,
         "--kv-cache-dtype",
         args.kv_cache_dtype,
+        "--onednn-copy-mb",
+        str(args.onednn_copy_mb),
     ]
 
 
@@ -234,9 +250,11 @@ GOALS = {  # name: (label, goal, lower is better)
 }
 
 
-def report(runs, rss: dict[str, float], args, load_before: float, load_after: float) -> None:
+def report(
+    runs, rss: dict[str, float], args, setup: str, load_before: float, load_after: float
+) -> None:
     print(f"\n{cpu_name()}; torch {torch.__version__}, {args.threads} threads")
-    print(f"int8 prompt kernel: {args.int8_prompt_kernel}; KV cache dtype: {args.kv_cache_dtype}")
+    print(setup)
     print(f"{args.rounds} rounds; load average {load_before:.2f} -> {load_after:.2f}")
     print(f"{'measure':<50}{'median':>8}{'best':>8}{'goal':>9}  verdict (median)")
     for name, (label, goal, lower) in GOALS.items():

@@ -22,12 +22,12 @@ Why not torchao (the maintained successor of torch.ao.quantization): torchao 0.1
 ran here at 8.4 tok/s (int8 dynamic activation + int8 weight) and 1.2 tok/s (int8 weight only)
 without torch.compile, against 22.9 for this path; it is worth re-measuring on each upgrade.
 
-oneDNN's int8 matmul (`torch.ops.onednn.qlinear_pointwise`, AMX tiles on recent Xeons) is not
-the default: measured on an Intel Xeon with AMX over the 0.5B model's block weights, it did a
+oneDNN's int8 matmul (`torch.ops.onednn.qlinear_pointwise`, AMX tiles on recent Xeons) does not
+replace fbgemm: measured on an Intel Xeon with AMX over the 0.5B model's block weights, it did a
 128-token prompt's products 2-2.6x faster than fbgemm but a single decoding row's ~20% slower
-(more per call), and the two libraries need their own packed copies. `int8_prompt_kernel =
-"onednn"` serves prompts from a second, oneDNN copy (model.onednn_int8): first token ~30% sooner
-there, for +~290 MB, more than the product's 1.2 GB goal leaves.
+(more per call), and the two libraries need their own packed copies. On CPUs with AMX prompts
+are served from a second, oneDNN copy of block weights, as much as `onednn_copy_mb` allows
+(model.onednn_int8); everything else stays on fbgemm.
 """
 
 from __future__ import annotations
@@ -96,23 +96,20 @@ class FileEmbedding(nn.Module):
         return rows.to(torch.float32)[inverse]
 
 
-def load_int8_model(model_dir: Path, prompt_kernel: str = "fbgemm") -> Any:
+def load_int8_model(model_dir: Path, onednn_copy_bytes: int = 0) -> Any:
     """Build the model with empty weights, then fill it from safetensors, quantizing as it goes;
-    with prompt_kernel "onednn", block Linears also get a oneDNN copy for prompts (model.onednn_int8)."""
+    block Linears also get a oneDNN copy for prompts while their codes fit in `onednn_copy_bytes`
+    (model.onednn_int8)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    prompt_copy = prompt_kernel == "onednn"
-    if prompt_copy and not onednn_int8.onednn_int8_available():
-        raise ValueError(
-            'int8_prompt_kernel = "onednn" needs a torch build with oneDNN; set "fbgemm"'
-        )
+    budget = onednn_int8.CopyBudget(onednn_copy_bytes)
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with _open_weights(Path(model_dir)) as weights:
         tied = bool(getattr(config, "tie_word_embeddings", False))
-        _fill(model, weights, tied=tied, prompt_copy=prompt_copy)
+        _fill(model, weights, tied=tied, budget=budget)
     if (Path(model_dir) / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
     left = [name for name, p in model.named_parameters() if p.device.type == "meta"]
@@ -122,20 +119,24 @@ def load_int8_model(model_dir: Path, prompt_kernel: str = "fbgemm") -> Any:
 
 
 def _fill(
-    model: nn.Module, weights: dict[str, _StoredTensor], tied: bool, prompt_copy: bool
+    model: nn.Module,
+    weights: dict[str, _StoredTensor],
+    tied: bool,
+    budget: onednn_int8.CopyBudget,
 ) -> None:
-    """Every weight from the file; block Linears with a oneDNN prompt copy if `prompt_copy`, the
-    output projection never (one row per step, even in a prompt)."""
+    """Every weight from the file; block Linears with a oneDNN prompt copy while the budget
+    lasts, in load order (q/k/v and gate/up block by block, then the others), the output
+    projection never (one row per step, even in a prompt)."""
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     _replace(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
     if tied or f"{head_name}.weight" not in weights:
         _replace(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
-    _fuse_projections(model, weights, prompt_copy)
+    _fuse_projections(model, weights, budget)
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":
             bias = f"{name}.bias" if module.bias is not None else None
-            copy = prompt_copy and name != head_name
+            copy = budget if name != head_name else None
             _replace(model, name, _int8_linear(weights, f"{name}.weight", bias, copy))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":  # norms: small, kept in fp32
@@ -145,7 +146,7 @@ def _fill(
 
 
 def _fuse_projections(
-    model: nn.Module, weights: dict[str, _StoredTensor], prompt_copy: bool
+    model: nn.Module, weights: dict[str, _StoredTensor], budget: onednn_int8.CopyBudget
 ) -> None:
     """q/k/v and gate/up of every block as one int8 Linear each (model.fused_linear)."""
     for owner_name, owner in list(model.named_modules()):
@@ -162,7 +163,7 @@ def _fuse_projections(
                     (f"{prefix}{name}", m.bias is not None)
                     for name, m in zip(group, members, strict=True)
                 ],
-                prompt_copy,
+                budget,
             )
             fused = FusedLinear(linear, len(group))
             owner.add_module("fused_" + "_".join(name.split("_")[0] for name in group), fused)
@@ -173,7 +174,9 @@ def _fuse_projections(
 
 
 def _stacked_int8_linear(
-    weights: dict[str, _StoredTensor], members: list[tuple[str, bool]], prompt_copy: bool
+    weights: dict[str, _StoredTensor],
+    members: list[tuple[str, bool]],
+    budget: onednn_int8.CopyBudget,
 ) -> tuple[nn.Module, list[int]]:
     """One int8 Linear over the rows of several stored weights, and each member's row count."""
     pieces = []
@@ -181,7 +184,7 @@ def _stacked_int8_linear(
         stored = weights[f"{name}.weight"]
         bias = _read(weights, f"{name}.bias").to(torch.float32) if has_bias else None
         pieces.append((stored, 0, stored.shape[0], bias))
-    return _linear_over_rows(pieces, prompt_copy), [stop for _, _, stop, _ in pieces]
+    return _linear_over_rows(pieces, budget), [stop for _, _, stop, _ in pieces]
 
 
 class RowBlockLinear(nn.Module):
@@ -204,7 +207,7 @@ def _int8_linear(
     weights: dict[str, _StoredTensor],
     weight_name: str,
     bias_name: str | None,
-    prompt_copy: bool = False,
+    budget: onednn_int8.CopyBudget | None = None,
 ) -> nn.Module:
     """An int8 Linear for one stored weight (and bias), in row blocks if it is big."""
     stored = weights[weight_name]
@@ -214,17 +217,19 @@ def _int8_linear(
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
         rows = (stored, start, stop, None if bias is None else bias[start:stop])
-        blocks.append(_linear_over_rows([rows], prompt_copy))
+        blocks.append(_linear_over_rows([rows], budget))
     return blocks[0] if len(blocks) == 1 else RowBlockLinear(blocks)
 
 
 RowRange = tuple["_StoredTensor", int, int, torch.Tensor | None]  # rows [start, stop), their bias
 
 
-def _linear_over_rows(pieces: list[RowRange], prompt_copy: bool = False) -> nn.Module:
+def _linear_over_rows(
+    pieces: list[RowRange], budget: onednn_int8.CopyBudget | None = None
+) -> nn.Module:
     """One int8 Linear over these row ranges stacked in order (zero bias where a range has none),
-    with a oneDNN copy of its codes for prompts if `prompt_copy`; the load's temporaries are
-    handed back to the OS before returning."""
+    with a oneDNN copy of its codes for prompts if the budget grants it; the load's temporaries
+    are handed back to the OS before returning."""
     quantized = [_quantize_rows(stored, start, stop) for stored, start, stop, _ in pieces]
     bias = None
     if any(b is not None for *_, b in pieces):
@@ -237,7 +242,7 @@ def _linear_over_rows(pieces: list[RowRange], prompt_copy: bool = False) -> nn.M
         codes = torch.cat([c for c, _ in quantized])
         scales = torch.cat([s for _, s in quantized])
     linear = _dynamic_linear(codes, scales, bias)
-    if prompt_copy:
+    if budget is not None and budget.grant(codes.numel() * codes.element_size()):
         linear = onednn_int8.PromptsOnOnednn(linear, codes, scales, bias)
     del quantized, codes, scales
     return_freed_memory()  # load temporaries must not pile up (model.heap)

@@ -90,12 +90,20 @@ def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
     threads = settings.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[settings.dtype]
+    int8_log: dict[str, str | int] = {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         if settings.quantization == "int8":
+            from model import onednn_int8
             from model.int8 import load_int8_model  # straight to int8: no fp32 copy in memory
 
-            model = load_int8_model(model_dir, settings.int8_prompt_kernel)
+            kernel = onednn_int8.resolve_prompt_kernel(settings.int8_prompt_kernel)
+            budget = settings.onednn_copy_mb * 2**20 if kernel == "onednn" else 0
+            model = load_int8_model(model_dir, budget)
+            int8_log = {
+                "int8_prompt_kernel": kernel,
+                "onednn_copy_mb": round(onednn_int8.prompt_copy_bytes(model) / 2**20),
+            }
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir, dtype=dtype, local_files_only=True
@@ -115,7 +123,7 @@ def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
             "model_dir": str(model_dir),
             "dtype": settings.dtype,
             "quantization": settings.quantization,
-            "int8_prompt_kernel": settings.int8_prompt_kernel,
+            **int8_log,
             "threads": threads,
         },
     )

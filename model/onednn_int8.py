@@ -1,4 +1,5 @@
-"""Prompts through oneDNN's int8 matmul, decoding through fbgemm's (int8_prompt_kernel = "onednn").
+"""Prompts through oneDNN's int8 matmul, decoding through fbgemm's (int8_prompt_kernel "onednn",
+which "auto" is on CPUs with AMX).
 
 fbgemm's int8 product (every int8 Linear's, model.int8) is the fastest here for the few rows of a
 decoding step, but a prompt's products are compute-bound, and on CPUs with AMX tiles (Intel Xeon
@@ -9,9 +10,12 @@ with AMX, 2 threads, the 0.5B model's 96 block products for 128 rows took 39-47 
 of 10 interleaved pairs). For one row it is slower (22 against 19 ms a step: ~20 us more per
 call, and it streams the weights at ~75% of fbgemm's rate), and each library needs its own packed
 copy of the weights. So this keeps both: rows below PROMPT_ROWS go to fbgemm, prompts to oneDNN,
-for a second copy of the block weights (+~290 MB resident for Qwen1.5-0.5B, measured). Off by
-default: that is more than the product's 1.2 GB goal can spare (README, Speed); an option for
-AMX servers with room.
+from a second copy of block weights. All of them is +~290 MB resident for Qwen1.5-0.5B (measured),
+more than the product's 1.2 GB goal can spare, so the copy has a budget (onednn_copy_mb, 100 MB
+by default): each block Linear gets one as it is loaded if its codes still fit (q/k/v and gate/up
+of the first blocks, then what fits), the rest run prompts on fbgemm too. Every product shape saved
+about the same prompt time per MB of copy (0.13-0.17 ms/MB, a Xeon with AMX), so load order is as
+good an order as any. "auto" (the default) takes oneDNN where the CPU has AMX.
 
 Activations are quantized per call to symmetric int8 over the whole input (one scale, like
 fbgemm's per-call scale; 8 bits where fbgemm keeps 7), weights keep their per-row int8 codes and
@@ -24,7 +28,40 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model.cpu_features import amx_tiles
+
 PROMPT_ROWS = 32  # rows from which oneDNN's product is faster (between 16 and 32, measured)
+
+
+def resolve_prompt_kernel(setting: str) -> str:
+    """The library prompts' int8 products run on: "auto" is oneDNN where the CPU has AMX tiles
+    (without them it was no faster than fbgemm: an Intel Xeon without AMX, README Speed)."""
+    if setting == "auto":
+        return "onednn" if amx_tiles() and onednn_int8_available() else "fbgemm"
+    if setting == "onednn" and not onednn_int8_available():
+        raise ValueError(
+            'int8_prompt_kernel = "onednn" needs a torch build with oneDNN; set "fbgemm"'
+        )
+    return setting
+
+
+class CopyBudget:
+    """Bytes the oneDNN copies may still take: each Linear asks as it is loaded and gets a copy
+    if its codes fit in what is left (the int8 codes' size is the packed copy's, measured)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.left = nbytes
+
+    def grant(self, nbytes: int) -> bool:
+        if nbytes > self.left:
+            return False
+        self.left -= nbytes
+        return True
+
+
+def prompt_copy_bytes(model: nn.Module) -> int:
+    """Bytes of the oneDNN prompt copies this model holds (for the load's log and tests)."""
+    return sum(m.copy_bytes for m in model.modules() if isinstance(m, PromptsOnOnednn))
 
 
 def onednn_int8_available() -> bool:
@@ -51,6 +88,7 @@ class PromptsOnOnednn(nn.Module):
         super().__init__()
         self.decode = decode
         self.out_features = codes.shape[0]
+        self.copy_bytes = codes.numel() * codes.element_size()
         # Plain attributes: oneDNN's packed layout is no state to save or move between devices.
         self._packed = torch.ops.onednn.qlinear_prepack(codes.contiguous(), None)
         self._scales = scales.to(torch.float32)

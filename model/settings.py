@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KvCacheDtype = Literal["auto", "float32", "bfloat16"]
 PromptAttentionDtype = Literal["auto", "float32", "bfloat16"]
-Int8PromptKernel = Literal["fbgemm", "onednn"]
+Int8PromptKernel = Literal["auto", "fbgemm", "onednn"]
 
 
 class ModelSettings(BaseModel):
@@ -25,9 +25,13 @@ class ModelSettings(BaseModel):
     # the memory, logits drift slightly (README, Speed; tests/model/test_int8.py).
     quantization: Literal["none", "int8"] = "none"
     # Which library multiplies a prompt's int8 products: "onednn" does them 2-2.6x faster on CPUs
-    # with AMX tiles (recent Intel Xeons) but holds a second packed copy of the block weights
-    # (+~290 MB for Qwen1.5-0.5B); decoding stays on fbgemm either way (model/onednn_int8.py).
-    int8_prompt_kernel: Int8PromptKernel = "fbgemm"
+    # with AMX tiles (recent Intel Xeons), from a second packed copy of block weights of at most
+    # onednn_copy_mb (the rest stay on fbgemm); decoding stays on fbgemm either way. "auto":
+    # "onednn" where the CPU has AMX, else "fbgemm" (model/onednn_int8.py).
+    int8_prompt_kernel: Int8PromptKernel = "auto"
+    # Memory the oneDNN copy may take: 100 MB covers a third of Qwen1.5-0.5B's block weights and
+    # fits the 1.2 GB goal; ~290 MB covers all of them (README, Speed).
+    onednn_copy_mb: int = Field(default=100, ge=0, le=65_536)
     # Torch threads while prefilling a prompt and while decoding; 0: `threads`.
     prompt_threads: int = Field(default=0, ge=0, le=256)
     decode_threads: int = Field(default=0, ge=0, le=256)

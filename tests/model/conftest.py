@@ -33,9 +33,12 @@ def loaded(tiny_model_dir: Path) -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def int8_loaded(tiny_model_dir: Path) -> LoadedModel:
-    return load_model(
-        tiny_model_dir, ModelSettings(source="tiny-random", threads=1, quantization="int8")
+    """fbgemm for every product on every CPU ("auto" picks oneDNN prompts where there is AMX:
+    tests/model/test_onednn_int8.py)."""
+    settings = ModelSettings(
+        source="tiny-random", threads=1, quantization="int8", int8_prompt_kernel="fbgemm"
     )
+    return load_model(tiny_model_dir, settings)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""int8_prompt_kernel = "onednn": prompts on oneDNN's int8 matmul, decoding on fbgemm's."""
+"""int8_prompt_kernel = "onednn" ("auto" on CPUs with AMX): prompts on oneDNN's int8 matmul from
+a copy of block weights within onednn_copy_mb, decoding on fbgemm's."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from model.int8 import Int8Linear, _dynamic_linear, quantized_linear_count
+from model import onednn_int8
+from model.int8 import Int8Linear, _dynamic_linear, load_int8_model, quantized_linear_count
 from model.loader import LoadedModel, ModelUnavailable, load_model
-from model.onednn_int8 import PROMPT_ROWS, PromptsOnOnednn
+from model.onednn_int8 import PROMPT_ROWS, PromptsOnOnednn, prompt_copy_bytes
 from model.settings import ModelSettings
 from model.types import ChatMessage, GenerationRequest
 from tests.model.test_int8 import MAX_MEAN_LOGIT_ERROR
@@ -113,3 +115,60 @@ def test_a_torch_without_onednn_is_refused_with_what_to_set(monkeypatch, tiny_mo
     )
     with pytest.raises(ModelUnavailable, match='set "fbgemm"'):
         load_model(tiny_model_dir, settings)
+
+
+def _fbgemm_only(model) -> list[Int8Linear]:
+    """The blocks' int8 Linears that got no oneDNN copy."""
+    inner = {id(m.decode) for m in model.modules() if isinstance(m, PromptsOnOnednn)}
+    head = model.get_output_embeddings()
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, Int8Linear) and id(m) not in inner and m is not head
+    ]
+
+
+def test_the_copy_stops_at_its_budget_and_leaves_out_only_what_no_longer_fits(
+    tiny_model_dir, int8_loaded
+) -> None:
+    whole = prompt_copy_bytes(load_int8_model(tiny_model_dir, 2**40))
+    budget = whole // 3
+    model = load_int8_model(tiny_model_dir, budget)
+    copied = prompt_copy_bytes(model)
+    assert 0 < copied <= budget
+    left = budget - copied
+    without = _fbgemm_only(model)
+    assert without  # a third of the copy: some products stay on fbgemm alone
+    assert all(m.weight().numel() > left for m in without)  # none of them would still fit
+    first = model.model.layers[0]
+    assert isinstance(first.self_attn.fused_q_k_v.linear, PromptsOnOnednn)  # load order
+    assert isinstance(first.mlp.fused_gate_up.linear, PromptsOnOnednn)
+    ids = torch.randint(10, 400, (1, 3 * PROMPT_ROWS), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        partial, fbgemm = model(ids).logits[0], _logits(int8_loaded, ids)
+    assert not torch.equal(partial, fbgemm)
+    assert _spread(partial, fbgemm) < MAX_MEAN_LOGIT_ERROR
+
+
+def test_no_budget_means_no_copy_and_fbgemm_numbers(tiny_model_dir, int8_loaded) -> None:
+    model = load_int8_model(tiny_model_dir, 0)
+    assert prompt_copy_bytes(model) == 0
+    ids = torch.randint(10, 400, (1, 3 * PROMPT_ROWS), generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits[0], _logits(int8_loaded, ids))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_takes_onednn_prompts_only_on_cpus_with_amx(monkeypatch, tiny_model_dir, amx) -> None:
+    monkeypatch.setattr(onednn_int8, "amx_tiles", lambda: amx)
+    settings = ModelSettings(source="tiny-random", threads=1, quantization="int8")
+    assert settings.int8_prompt_kernel == "auto"  # the shipped setting
+    copied = prompt_copy_bytes(load_model(tiny_model_dir, settings).model)
+    assert (copied > 0) == amx
+    monkeypatch.setattr(onednn_int8, "onednn_int8_available", lambda: False)
+    assert onednn_int8.resolve_prompt_kernel("auto") == "fbgemm"  # a torch without oneDNN
+
+
+def test_a_negative_copy_budget_is_refused() -> None:
+    with pytest.raises(ValidationError, match="onednn_copy_mb"):
+        ModelSettings(quantization="int8", onednn_copy_mb=-1)
