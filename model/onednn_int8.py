@@ -16,7 +16,7 @@ by default): each block Linear gets one as it is loaded if its codes still fit (
 of the first blocks, then what fits), the rest run prompts on fbgemm too. Every product shape saved
 about the same prompt time per MB of copy (0.13-0.17 ms/MB, a Xeon with AMX), so load order is as
 good an order as any. Through the engine there, 100 MB made a 128-token prompt's first token
-0.90-0.93x (3 runs of 8 interleaved pairs in one process); all of it, ~0.7x. "auto" (the default)
+0.90-0.93x (3 runs of 8 interleaved pairs in one process); all of it, 0.7-0.8x. "auto" (the default)
 takes oneDNN where the CPU has AMX.
 
 Activations are quantized per call to symmetric int8 over the whole input (one scale, like
