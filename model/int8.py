@@ -136,8 +136,8 @@ def _fill(
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":
             bias = f"{name}.bias" if module.bias is not None else None
-            copy = budget if name != head_name else None
-            _replace(model, name, _int8_linear(weights, f"{name}.weight", bias, copy))
+            prompt_budget = budget if name != head_name else None  # the head: fbgemm only
+            _replace(model, name, _int8_linear(weights, f"{name}.weight", bias, prompt_budget))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":  # norms: small, kept in fp32
             owner, _, attr = name.rpartition(".")
