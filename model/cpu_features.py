@@ -15,6 +15,12 @@ def avx512_bf16() -> bool:
     return _cpu_has("_is_avx512_bf16_supported")
 
 
+def int8_vnni() -> bool:
+    """Whether this CPU has AVX512-VNNI (int8 dot products into 32 bits: Intel since Cascade Lake,
+    AMD since Zen 4). Without it, int8 products go through 16-bit sums that can saturate."""
+    return _cpu_has("_is_vnni_supported")
+
+
 def _cpu_has(probe_name: str) -> bool:
     """torch.cpu's probe of that name says yes (False where this torch build has no such probe)."""
     probe = getattr(torch.cpu, probe_name, None)

@@ -27,7 +27,8 @@ class ModelSettings(BaseModel):
     # Which library multiplies a prompt's int8 products: "onednn" does them 2-2.6x faster on CPUs
     # with AMX tiles (recent Intel Xeons), from a second packed copy of block weights of at most
     # onednn_copy_mb (the rest stay on fbgemm); decoding stays on fbgemm either way. "auto":
-    # "onednn" where the CPU has AMX, else "fbgemm" (model/onednn_int8.py).
+    # "onednn" where the CPU has AMX, else "fbgemm" (model/onednn_int8.py). "onednn" is refused at
+    # load on CPUs without AVX512-VNNI, where its int8 products lose precision.
     int8_prompt_kernel: Int8PromptKernel = "auto"
     # Memory the oneDNN copy may take: 100 MB covers a third of Qwen1.5-0.5B's block weights and
     # fits the 1.2 GB goal; ~290 MB covers all of them (README, Speed).
