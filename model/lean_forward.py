@@ -5,13 +5,10 @@ rest is Python around ~100 small operations per block: transformers' module call
 that rename deprecated arguments, output capturing, configuration lookups), and FusedPart's
 memo that lets transformers call q/k/v and gate/up one by one. Here each block is one function
 over the same modules: the fused products are called once and split, the rest is transformers'
-own code (rotary embedding, causal mask, attention function the model is configured with) or
-the same operations in fewer calls (RMSNorm as torch's rms_norm; queries and keys rotated
-together), in transformers' order, so the numbers are the same bit for bit
+own code (the RMSNorm modules, rotary embedding, causal mask, attention function the model is
+configured with), in transformers' order, so the numbers are the same bit for bit
 (tests/model/test_lean_forward.py compares logits and cache with the stock forward).
 Measured on the Qwen1.5-0.5B shape, int8, 2 threads (Intel Xeon, AVX512-VNNI): see README Speed.
-The fewer calls: a one-row step 0.947x, an 8-row step 0.971x, a 128-token prefill 0.943x (AMD
-EPYC, AVX2; the two forwards alternating call by call through the engine, ~190 steps each).
 
 Only what this covers is taken over: a Qwen2ForCausalLM whose every layer is full attention, with
 SDPA attention (transformers' or model.kv_dtype's), in inference. Anything else (another
@@ -20,18 +17,15 @@ architecture, sliding windows, eager or flash attention) runs transformers' forw
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen2ForCausalLM
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm, rotate_half
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from model.fused_linear import FusedLinear
 from model.kv_dtype import ATTENTION
@@ -60,15 +54,15 @@ class _Projections:
     """Several projections of one input: one fused product split by columns, or each Linear."""
 
     def __init__(self, fused: nn.Module | None, parts: list[nn.Module]) -> None:
-        self.linear = fused.linear if isinstance(fused, FusedLinear) else None  # None: not fused
+        self._linear = fused.linear if isinstance(fused, FusedLinear) else None
         self._parts = parts
         widths = [part.out_features for part in parts]
         self._bounds = [(sum(widths[:i]), sum(widths[: i + 1])) for i in range(len(widths))]
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.linear is None:
+        if self._linear is None:
             return [part(x) for part in self._parts]
-        out = self.linear(x)
+        out = self._linear(x)
         return [out[..., start:stop] for start, stop in self._bounds]
 
 
@@ -78,8 +72,7 @@ class _Block:
     def __init__(self, layer: nn.Module) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         self.index, self.attn = attn.layer_idx, attn
-        self.norm_in = _rms_norm(layer.input_layernorm)
-        self.norm_post = _rms_norm(layer.post_attention_layernorm)
+        self.norm_in, self.norm_post = layer.input_layernorm, layer.post_attention_layernorm
         self.qkv = _Projections(
             getattr(attn, "fused_q_k_v", None), [attn.q_proj, attn.k_proj, attn.v_proj]
         )
@@ -88,51 +81,16 @@ class _Block:
         )
         self.o_proj, self.down_proj, self.act = attn.o_proj, mlp.down_proj, mlp.act_fn
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
-        self._query_heads = attn.q_proj.out_features // self.head_dim
-        self._qk_width = attn.q_proj.out_features + attn.k_proj.out_features
 
-    def __call__(self, x, rotary, mask, cache, attention) -> torch.Tensor:
-        q, k, v = self._attention_inputs(self.norm_in(x), *rotary)
+    def __call__(self, x, position_embeddings, mask, cache, attention) -> torch.Tensor:
+        shape = (*x.shape[:-1], -1, self.head_dim)
+        q, k, v = (p.view(shape).transpose(1, 2) for p in self.qkv(self.norm_in(x)))
+        q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
         k, v = cache.update(k, v, self.index)
         out, _ = attention(self.attn, q, k, v, mask, dropout=0.0, scaling=self.scaling)
         x = x + self.o_proj(out.reshape(*x.shape[:-1], -1).contiguous())
         gate, up = self.gate_up(self.norm_post(x))
         return x + self.down_proj(self.act(gate) * up)
-
-    def _attention_inputs(self, x, cos, sin) -> list[torch.Tensor]:
-        """Queries and keys with transformers' rotary embedding (apply_rotary_pos_emb's
-        x * cos + rotate_half(x) * sin), and values; heads first. Where q/k/v are one fused
-        product, queries and keys are adjacent columns of it and rotate in one go: the same
-        element-wise operations, half the calls."""
-        if self.qkv.linear is None:
-            q, k, v = (self._heads(p) for p in self.qkv(x))
-            return [_rotate(q, cos, sin), _rotate(k, cos, sin), v]
-        out = self.qkv.linear(x)
-        qk = _rotate(self._heads(out[..., : self._qk_width]), cos, sin)
-        v = self._heads(out[..., self._qk_width :])
-        return [qk[:, : self._query_heads], qk[:, self._query_heads :], v]
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(*x.shape[:-1], -1, self.head_dim).transpose(1, 2)
-
-
-def _rms_norm(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Qwen2RMSNorm as one call to torch's rms_norm, whose CPU kernel runs its operations (pow,
-    mean, add eps, rsqrt, multiply, weight) in C++ rather than one Python call each: the same
-    numbers (the lean forward's tests compare bit for bit), ~20 instead of ~40 us a call, 49 calls
-    a step. Any other norm module is called as it is."""
-    if type(norm) is not Qwen2RMSNorm:
-        return norm
-    return partial(
-        F.rms_norm,
-        normalized_shape=norm.weight.shape,
-        weight=norm.weight,
-        eps=norm.variance_epsilon,
-    )
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return (x * cos) + (rotate_half(x) * sin)
 
 
 class LeanQwen2:
@@ -144,11 +102,7 @@ class LeanQwen2:
         self.generation_config = model.generation_config
         inner = model.model
         self._blocks = [_Block(layer) for layer in inner.layers]
-        self._embed, self._rotary, self._norm = (
-            inner.embed_tokens,
-            inner.rotary_emb,
-            _rms_norm(inner.norm),
-        )
+        self._embed, self._rotary, self._norm = inner.embed_tokens, inner.rotary_emb, inner.norm
         self._head = model.lm_head
 
     def __call__(
@@ -171,9 +125,8 @@ class LeanQwen2:
             cache=cache,
             position_ids=position_ids,
         )
-        # cos and sin with a heads axis, once for every block (apply_rotary_pos_emb's unsqueeze)
-        rotary = [part.unsqueeze(1) for part in self._rotary(x, position_ids)]
+        position_embeddings = self._rotary(x, position_ids)
         for block in self._blocks:
-            x = block(x, rotary, mask, cache, attention)
+            x = block(x, position_embeddings, mask, cache, attention)
         x = self._norm(x)
         return LeanOutput(self._head(x[:, -logits_to_keep:] if logits_to_keep else x))
