@@ -266,7 +266,8 @@ class OpenAIEngine:
         stats = GenerationStats(
             prompt_tokens=len(prompt.input_ids),  # the estimate, until the server reports usage
             dropped_messages=prompt.dropped_messages,
-            request_id=uuid.uuid4().hex[:12],
+            # Sent as X-Request-Id: llama-cpp-python's server answers 400 unless it is a UUID.
+            request_id=str(uuid.uuid4()),
         )
         slot = _Slot(self.gate, self.gate.reserve())
         stream = OpenAIStream(

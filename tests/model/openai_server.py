@@ -1,4 +1,4 @@
-"""A real OpenAI-compatible server process on loopback: `transformers serve` with the tiny model.
+"""A real OpenAI-compatible server process on loopback: `transformers serve` for a model folder.
 
 transformers 5.24's server runs on CPU from a local model directory (it needs `accelerate` for its
 device_map). It generates one request at a time on a single inference thread, which the

@@ -6,7 +6,9 @@ import gc
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import openai
@@ -131,31 +133,46 @@ def test_cancel_from_another_thread_ends_a_blocked_reader(make_engine) -> None:
     _assert_server_idle_soon(engine)
 
 
+@dataclass
+class StalledServer:
+    url: str
+    disconnected: threading.Event
+    request_head: bytes = b""  # request line and headers, as received
+
+    def header(self, name: str) -> str | None:
+        lines = self.request_head.decode("latin-1").split("\r\n")[1:]
+        values = [v.strip() for n, _, v in (h.partition(":") for h in lines) if n.lower() == name]
+        return values[0] if values else None
+
+
 @pytest.fixture
-def stalled_server() -> Iterator[tuple[str, threading.Event]]:
+def stalled_server() -> Iterator[StalledServer]:
     """Answers with stream headers, then sends nothing (a long prefill); reports the disconnect."""
     listener = socket.create_server(("127.0.0.1", 0))
-    disconnected = threading.Event()
+    server = StalledServer(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", threading.Event())
 
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
-            conn.recv(65536)
+            received = b""
+            while b"\r\n\r\n" not in received and (data := conn.recv(65536)):
+                received += data
+            server.request_head = received.partition(b"\r\n\r\n")[0]
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                 b"transfer-encoding: chunked\r\n\r\n"
             )
             while conn.recv(65536):
                 pass
-            disconnected.set()  # recv returned b"": the client closed its side
+            server.disconnected.set()  # recv returned b"": the client closed its side
 
     threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1", disconnected
+    yield server
     listener.close()
 
 
 def test_cancel_wakes_a_reader_blocked_on_a_silent_server(make_engine, stalled_server) -> None:
-    url, disconnected = stalled_server
+    url, disconnected = stalled_server.url, stalled_server.disconnected
     engine = make_engine(base_url=url, read_timeout_seconds=120)
     stream = engine.stream(ask("hello"))
     finished = threading.Event()
@@ -169,7 +186,7 @@ def test_cancel_wakes_a_reader_blocked_on_a_silent_server(make_engine, stalled_s
 
 
 def test_a_silent_server_times_out_as_unavailable(make_engine, stalled_server) -> None:
-    url, disconnected = stalled_server
+    url, disconnected = stalled_server.url, stalled_server.disconnected
     engine = make_engine(base_url=url, read_timeout_seconds=0.5)
     started = time.monotonic()
     with pytest.raises(EngineUnavailable):
@@ -177,6 +194,20 @@ def test_a_silent_server_times_out_as_unavailable(make_engine, stalled_server) -
     assert time.monotonic() - started < 3
     assert disconnected.wait(2)
     assert engine.gate.running == 0
+
+
+def test_the_request_id_header_is_a_uuid_equal_to_the_engine_side_id(
+    make_engine, stalled_server
+) -> None:
+    # llama-cpp-python's server answers 400 to any X-Request-Id that is not a UUID.
+    engine = make_engine(base_url=stalled_server.url, read_timeout_seconds=0.5)
+    stream = engine.stream(ask("hello"))
+    with pytest.raises(EngineUnavailable):
+        list(stream)
+    sent = stalled_server.header("x-request-id")
+    assert sent is not None
+    assert str(uuid.UUID(sent)) == sent
+    assert sent == stream.stats.request_id  # one id in our log, the server's log and the message
 
 
 def test_engine_close_stops_running_streams_with_a_shutdown_message(make_engine) -> None:
