@@ -1,33 +1,32 @@
 """Load a causal LM straight into int8, one weight at a time, so no fp32 copy is ever resident.
 
-Every nn.Linear becomes PyTorch's dynamic-quantized Linear (fbgemm; VNNI where the CPU has it):
-weights int8 with one scale per output row, activations quantized per call; q/k/v and gate/up are
-stacked into one such Linear each (model.fused_linear: same numbers, fewer and bigger products); a
-tied output projection gets its own packed int8 copy of the embedding matrix. The token embedding
-itself is not loaded: it is read row by row from the weights file as tokens are looked up: none of
-it is resident, rows exact.
-An earlier build had the output projection read the embedding's int8 codes instead (one copy, via
-torch._weight_int8pack_mm); it was 1.3x slower per token on an AMD EPYC and 2x slower on an Intel
-Xeon with AMX than the packed copy, which the file-read embedding now pays for. Measured on the
-Qwen1.5-0.5B shape, 2 threads: see README "Speed" for the ratios against fp32 `generate`.
+Every nn.Linear becomes an Int8Linear: weights int8 with one scale per output row, after a
+block-Hadamard rotation of their inputs (model.rotation); at run time each token's activations
+get the same rotation, then are rounded twice with one scale per token: to 8-bit codes, then
+what that rounding lost, in codes 1/254 as fine. Both go through one int8 product as twice the
+rows (model.int8_products: exact 32-bit sums) and are added back, so an activation keeps ~15
+bits for the price of 8-bit products. q/k/v and gate/up are stacked into one such Linear each
+(model.fused_linear: same numbers, fewer and bigger products); a tied output projection gets its
+own int8 copy of the embedding matrix. The token embedding itself is not loaded: looked-up rows
+are read from the weights file (exact, none of it resident).
 
-Quality trade-off: per-row int8 weights keep ~2 significant digits per weight and activations are
-rounded to 8 bits per call (fbgemm uses 7 of them), so logits drift a little; greedy choices change
-where the top logits are close, and an answer that differs at one token continues differently from
-there (same quality on average, not the same text). On the tiny test model (hidden size 64, a worst
-case for rounding) the mean logit error is ~0.09 of the logits' spread and the teacher-forced top
-token agrees with fp32 at 77-84% of positions (tests/model/test_int8.py).
+Why this scheme, by perplexity against fp32 on real weights (SmolLM2-135M-Instruct through the
+engine's own prefill, bench/quality.py; GPL-3 / Apache-2.0 / a Chinese text):
+- one activation scale per call in 7 bits, what PyTorch's dynamic int8 Linear does: +182% on
+  GPL-3 alone;
+- one 8-bit rounding per token: +5% unrotated; rotated in blocks of 64, +0.56% / +0.70% /
+  +1.17%: the Chinese text misses the 1% goal, and activation and weight rounding each cost about
+  half of that;
+- the two roundings per token (this module): +0.46% / +0.11% / +0.61%, what int8 weights alone
+  cost. Unrotated, the same was +0.48% / +1.04% / +0.59%; blocks of 32, +0.53% / +0.38% / +0.76%.
+Decoding a token is bound by reading the weights, and two rows cost what one does there; a
+prompt's products are bound by arithmetic and cost about twice (first token ~20% later here).
+One scale per token also makes each row's result independent of the other rows of a batch: a
+user's reply does not depend on who else is being answered in the same decoding step.
 
-Why not torchao (the maintained successor of torch.ao.quantization): torchao 0.18 with torch 2.13
-ran here at 8.4 tok/s (int8 dynamic activation + int8 weight) and 1.2 tok/s (int8 weight only)
-without torch.compile, against 22.9 for this path; it is worth re-measuring on each upgrade.
-
-oneDNN's int8 matmul (`torch.ops.onednn.qlinear_pointwise`, AMX tiles on recent Xeons) does not
-replace fbgemm: measured on an Intel Xeon with AMX over the 0.5B model's block weights, it did a
-128-token prompt's products 2-2.6x faster than fbgemm but a single decoding row's ~20% slower
-(more per call), and the two libraries need their own packed copies. On CPUs with AMX prompts
-are served from a second, oneDNN copy of block weights, as much as `onednn_copy_mb` allows
-(model.onednn_int8); everything else stays on fbgemm.
+fbgemm sums pairs of 8-bit products in 16 bits where the CPU has no VNNI (AVX2 only), which can
+saturate with full 8-bit codes; there codes keep 7 bits (model.int8_products.activation_bits),
+still ~13 bits in all.
 """
 
 from __future__ import annotations
@@ -36,43 +35,79 @@ import contextlib
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 from torch import nn
-from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-from model import onednn_int8
 from model.fused_linear import FusedLinear, FusedPart
 from model.heap import return_freed_memory
+from model.int8_products import Backend, Product, activation_bits, default_backend, pack
+from model.rotation import block_size, hadamard, rotate
 
 ROW_CHUNK = 8192  # rows of a big matrix (the vocabulary) read and quantized at a time
-BLOCK_ROWS = 32768  # rows packed as one int8 Linear: bounds the packing's transient memory
+BLOCK_ROWS = 32768  # rows packed at a time: bounds the packing's transient memory
 FUSED_PROJECTIONS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # same input each
+TINY = 1e-30  # a row of zeros keeps a finite scale (and gives zeros)
 
 
-class Int8Linear(DynamicLinear):
-    """PyTorch's dynamic int8 Linear, with less Python-binding work per call.
+@dataclass(frozen=True)
+class Recipe:
+    """How a model's Linears are made int8: bits of an activation code, and the product's library."""
 
-    The op takes the packed weights as a script object, and the binding looks for a
-    `__torch_function__` override on every argument: on a script object that lookup fails by
-    throwing and catching a C++ exception. With overrides disabled for the call (nothing here
-    is a tensor subclass) and the op's overload called directly (the op packet re-checks the
-    arguments in Python too), a one-row product over a small matrix took 10 instead of 27 us;
-    a decoding step makes ~100 of these calls. The overload's own Python `__call__` then
-    searches the arguments for a FakeScriptObject (which exists only while tracing for export
-    or compile) before calling its C++ function, `_op`, which is called here directly (with
-    FusedLinear's plain memo, a decoding step ~4% faster: AMD EPYC, 2 runs of 16 interleaved
-    pairs). Same op, same arguments as the parent's forward (7-bit activations, reduce_range=True).
+    bits: int
+    backend: Backend
+
+
+class Int8Linear(nn.Module):
+    """x W^T + b with int8 weights (one scale per output row) and activations rounded per token,
+    twice: the codes, then what rounding lost.
+
+    `products` hold the packed rotated weights (model.int8_products), one per BLOCK_ROWS output
+    rows (a vocabulary-sized head is packed in pieces; a token is rotated and rounded once).
     """
 
+    def __init__(
+        self,
+        products: list[Product],
+        in_features: int,
+        out_features: int,
+        bias: torch.Tensor | None,
+        bits: int,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        # Plain attributes: a library's packed layout is no state to save or move between devices.
+        self._products = products
+        self._rotation = hadamard(block_size(in_features))
+        self._bias = bias
+        self._levels = 2 ** (bits - 1) - 1  # 127: codes -127..127, symmetric like the weights'
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = self._packed_params._packed_params
-        with torch._C.DisableTorchFunction():
-            return torch.ops.quantized.linear_dynamic.default._op(x, packed, True).to(x.dtype)
+        levels, count = self._levels, x.numel() // self.in_features
+        rows = rotate(x.reshape(count, self.in_features), self._rotation)
+        # linalg's inf-norm and aminmax over dim 1 are 10x and 3x slower here.
+        step = rows.abs().amax(dim=1, keepdim=True).clamp_min_(TINY).div_(levels)  # each row's
+        rows.div_(step)  # each row within [-levels, levels]
+        # Codes, then the rounding's loss (at most half a code) in codes of 1 / (2 * levels):
+        # ~15 bits per value for one product call on twice the rows (see the module's docstring).
+        both = torch.empty((2 * count, self.in_features))
+        codes, lost = both[:count], both[count:]
+        torch.round(rows, out=codes)
+        torch.sub(rows, codes, out=lost).mul_(2 * levels).round_()
+        both = both.to(self._products[0].input_dtype)
+        outs = [product(both) for product in self._products]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        out = out[:count].add_(out[count:], alpha=0.5 / levels).mul_(step)
+        if self._bias is not None:
+            out.add_(self._bias)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
 class FileEmbedding(nn.Module):
@@ -96,20 +131,22 @@ class FileEmbedding(nn.Module):
         return rows.to(torch.float32)[inverse]
 
 
-def load_int8_model(model_dir: Path, onednn_copy_bytes: int = 0) -> Any:
-    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes;
-    block Linears also get a oneDNN copy for prompts while their codes fit in `onednn_copy_bytes`
-    (model.onednn_int8)."""
+def load_int8_model(
+    model_dir: Path, bits: int | None = None, backend: Backend | None = None
+) -> Any:
+    """Build the model with empty weights, then fill it from safetensors, quantizing as it goes.
+    `bits` of an activation code and the product's `backend`: None for this CPU's own
+    (model.int8_products)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    budget = onednn_int8.CopyBudget(onednn_copy_bytes)
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with _open_weights(Path(model_dir)) as weights:
         tied = bool(getattr(config, "tie_word_embeddings", False))
-        _fill(model, weights, tied=tied, budget=budget)
+        recipe = Recipe(bits or activation_bits(), backend or default_backend())
+        _fill(model, weights, tied=tied, recipe=recipe)
     if (Path(model_dir) / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
     left = [name for name, p in model.named_parameters() if p.device.type == "meta"]
@@ -118,26 +155,18 @@ def load_int8_model(model_dir: Path, onednn_copy_bytes: int = 0) -> Any:
     return model.eval()
 
 
-def _fill(
-    model: nn.Module,
-    weights: dict[str, _StoredTensor],
-    tied: bool,
-    budget: onednn_int8.CopyBudget,
-) -> None:
-    """Every weight from the file; block Linears with a oneDNN prompt copy while the budget
-    lasts, in load order (q/k/v and gate/up block by block, then the others), the output
-    projection never (one row per step, even in a prompt)."""
+def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool, recipe: Recipe) -> None:
+    """Every weight from the file: Linears in int8 (q/k/v and gate/up stacked), norms in fp32."""
     embed_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     head_name = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     _replace(model, embed_name, FileEmbedding(weights[f"{embed_name}.weight"]))
     if tied or f"{head_name}.weight" not in weights:
-        _replace(model, head_name, _int8_linear(weights, f"{embed_name}.weight", None))
-    _fuse_projections(model, weights, budget)
+        _replace(model, head_name, _int8_linear(weights, [(f"{embed_name}.weight", None)], recipe))
+    _fuse_projections(model, weights, recipe)
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.weight.device.type == "meta":
             bias = f"{name}.bias" if module.bias is not None else None
-            prompt_budget = budget if name != head_name else None  # the head: fbgemm only
-            _replace(model, name, _int8_linear(weights, f"{name}.weight", bias, prompt_budget))
+            _replace(model, name, _int8_linear(weights, [(f"{name}.weight", bias)], recipe))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":  # norms: small, kept in fp32
             owner, _, attr = name.rpartition(".")
@@ -145,9 +174,7 @@ def _fill(
             model.get_submodule(owner)._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
 
 
-def _fuse_projections(
-    model: nn.Module, weights: dict[str, _StoredTensor], budget: onednn_int8.CopyBudget
-) -> None:
+def _fuse_projections(model: nn.Module, weights: dict[str, _StoredTensor], recipe: Recipe) -> None:
     """q/k/v and gate/up of every block as one int8 Linear each (model.fused_linear)."""
     for owner_name, owner in list(model.named_modules()):
         for group in FUSED_PROJECTIONS:
@@ -157,126 +184,89 @@ def _fuse_projections(
             ):
                 continue
             prefix = f"{owner_name}." if owner_name else ""
-            linear, rows = _stacked_int8_linear(
-                weights,
-                [
-                    (f"{prefix}{name}", m.bias is not None)
-                    for name, m in zip(group, members, strict=True)
-                ],
-                budget,
-            )
-            fused = FusedLinear(linear, len(group))
+            stored = [
+                (f"{prefix}{name}.weight", f"{prefix}{name}.bias" if m.bias is not None else None)
+                for name, m in zip(group, members, strict=True)
+            ]
+            fused = FusedLinear(_int8_linear(weights, stored, recipe), len(group))
             owner.add_module("fused_" + "_".join(name.split("_")[0] for name in group), fused)
             start = 0
-            for name, count in zip(group, rows, strict=True):
-                setattr(owner, name, FusedPart(fused, start, start + count))
-                start += count
-
-
-def _stacked_int8_linear(
-    weights: dict[str, _StoredTensor],
-    members: list[tuple[str, bool]],
-    budget: onednn_int8.CopyBudget,
-) -> tuple[nn.Module, list[int]]:
-    """One int8 Linear over the rows of several stored weights, and each member's row count."""
-    pieces = []
-    for name, has_bias in members:
-        stored = weights[f"{name}.weight"]
-        bias = _read(weights, f"{name}.bias").to(torch.float32) if has_bias else None
-        pieces.append((stored, 0, stored.shape[0], bias))
-    return _linear_over_rows(pieces, budget), [stop for _, _, stop, _ in pieces]
-
-
-class RowBlockLinear(nn.Module):
-    """A Linear too big to quantize in one piece, as int8 Linears over consecutive row blocks.
-
-    Packing a matrix for fbgemm holds several copies of it for a moment (codes, quantized tensor,
-    packed layout): 4-5x its int8 size, 600+ MB for a 151,936-row vocabulary. Block by block,
-    that moment costs a block's worth; the outputs are concatenated (one small copy per call).
-    """
-
-    def __init__(self, blocks: list[nn.Module]) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([block(x) for block in self.blocks], dim=-1)
+            for name, m in zip(group, members, strict=True):
+                setattr(owner, name, FusedPart(fused, start, start + m.out_features))
+                start += m.out_features
 
 
 def _int8_linear(
-    weights: dict[str, _StoredTensor],
-    weight_name: str,
-    bias_name: str | None,
-    budget: onednn_int8.CopyBudget | None = None,
-) -> nn.Module:
-    """An int8 Linear for one stored weight (and bias), in row blocks if it is big."""
-    stored = weights[weight_name]
-    n_rows = stored.shape[0]
-    bias = _read(weights, bias_name).to(torch.float32) if bias_name else None
-    blocks = []
-    for start in range(0, n_rows, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, n_rows)
-        rows = (stored, start, stop, None if bias is None else bias[start:stop])
-        blocks.append(_linear_over_rows([rows], budget))
-    return blocks[0] if len(blocks) == 1 else RowBlockLinear(blocks)
+    weights: dict[str, _StoredTensor], members: list[tuple[str, str | None]], recipe: Recipe
+) -> Int8Linear:
+    """One Int8Linear over the rows of these stored weights stacked in order (weight name, bias
+    name or None); packed BLOCK_ROWS rows at a time, the load's temporaries handed back to the
+    OS before returning (model.heap)."""
+    stored = [weights[name] for name, _ in members]
+    in_features = stored[0].shape[1]
+    rotation = hadamard(block_size(in_features))
+    biases = [
+        _read(weights, bias).to(torch.float32) if bias else torch.zeros(tensor.shape[0])
+        for tensor, (_, bias) in zip(stored, members, strict=True)
+    ]
+    packed = []
+    for piece in _row_pieces(stored):
+        codes, scales = zip(*(_quantize_rows(t, a, b, rotation) for t, a, b in piece), strict=True)
+        packed.append(pack(torch.cat(codes), torch.cat(scales), recipe.backend))
+        del codes, scales
+        return_freed_memory()
+    bias = None if all(bias is None for _, bias in members) else torch.cat(biases)
+    out_features = sum(tensor.shape[0] for tensor in stored)
+    return Int8Linear(packed, in_features, out_features, bias, recipe.bits)
 
 
-RowRange = tuple["_StoredTensor", int, int, torch.Tensor | None]  # rows [start, stop), their bias
-
-
-def _linear_over_rows(
-    pieces: list[RowRange], budget: onednn_int8.CopyBudget | None = None
-) -> nn.Module:
-    """One int8 Linear over these row ranges stacked in order (zero bias where a range has none),
-    with a oneDNN copy of its codes for prompts if the budget grants it; the load's temporaries
-    are handed back to the OS before returning."""
-    quantized = [_quantize_rows(stored, start, stop) for stored, start, stop, _ in pieces]
-    bias = None
-    if any(b is not None for *_, b in pieces):
-        bias = torch.cat(
-            [torch.zeros(stop - start) if b is None else b for _, start, stop, b in pieces]
-        )
-    if len(quantized) == 1:
-        codes, scales = quantized[0]  # no concatenation: a 32768-row block is not copied again
-    else:
-        codes = torch.cat([c for c, _ in quantized])
-        scales = torch.cat([s for _, s in quantized])
-    linear = _dynamic_linear(codes, scales, bias)
-    if budget is not None and budget.grant(codes.numel() * codes.element_size()):
-        linear = onednn_int8.PromptsOnOnednn(linear, codes, scales, bias)
-    del quantized, codes, scales
-    return_freed_memory()  # load temporaries must not pile up (model.heap)
-    return linear
+def _row_pieces(stored: list[_StoredTensor]) -> Iterator[list[tuple[_StoredTensor, int, int]]]:
+    """The stacked rows of `stored` as consecutive pieces of at most BLOCK_ROWS rows each."""
+    piece: list[tuple[_StoredTensor, int, int]] = []
+    room = BLOCK_ROWS
+    for tensor in stored:
+        start = 0
+        while start < tensor.shape[0]:
+            stop = min(tensor.shape[0], start + room)
+            piece.append((tensor, start, stop))
+            room -= stop - start
+            start = stop
+            if room == 0:
+                yield piece
+                piece, room = [], BLOCK_ROWS
+    if piece:
+        yield piece
 
 
 def _quantize_rows(
-    stored: _StoredTensor, start: int, stop: int
+    stored: _StoredTensor, start: int, stop: int, rotation: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8 codes and scales of rows [start, stop), ROW_CHUNK fp32 rows at a time."""
+    """Symmetric per-row int8 codes and scales of rows [start, stop) after the input rotation,
+    ROW_CHUNK fp32 rows at a time."""
     n_cols = stored.shape[1]
     codes = torch.empty((stop - start, n_cols), dtype=torch.int8)
     scales = torch.empty(stop - start, dtype=torch.float32)
     for first in range(start, stop, ROW_CHUNK):
         chunk = stored.rows(first, min(first + ROW_CHUNK, stop)).to(torch.float32)
-        scale = (chunk.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
         at = first - start
-        codes[at : at + len(chunk)] = torch.round(chunk / scale.unsqueeze(1)).to(torch.int8)
-        scales[at : at + len(chunk)] = scale
+        codes[at : at + len(chunk)], scales[at : at + len(chunk)] = _row_codes(chunk, rotation)
     return codes, scales
 
 
-def _dynamic_linear(codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
-    """PyTorch's dynamic int8 Linear from per-row codes (the layout quantize_dynamic produces)."""
-    out_features, in_features = codes.shape
-    zero_points = torch.zeros(out_features, dtype=torch.long)
-    with warnings.catch_warnings():  # torch.ao quantized tensors are deprecated; see the docstring
-        warnings.simplefilter("ignore", UserWarning)
-        qweight = torch._make_per_channel_quantized_tensor(
-            codes, scales.to(torch.float64), zero_points, 0
-        )
-        layer = Int8Linear(in_features, out_features, bias_=bias is not None, dtype=torch.qint8)
-        layer.set_weight_bias(qweight, None if bias is None else bias.to(torch.float32))
-    return layer
+def _row_codes(rows: torch.Tensor, rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of fp32 weight rows after the input rotation, one scale per row."""
+    rotated = rotate(rows, rotation)
+    scale = (rotated.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    return torch.round(rotated / scale.unsqueeze(1)).to(torch.int8), scale
+
+
+def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None, recipe: Recipe) -> Int8Linear:
+    """An Int8Linear over an fp32 weight (rows x inputs) held in memory: what loading makes of
+    a stored one of this size (the head's pieces aside)."""
+    rotation = hadamard(block_size(weight.shape[1]))
+    codes, scales = _row_codes(weight.to(torch.float32), rotation)
+    product = pack(codes, scales, recipe.backend)
+    return Int8Linear([product], weight.shape[1], weight.shape[0], bias, recipe.bits)
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -353,5 +343,5 @@ def _open_weights(model_dir: Path) -> Iterator[dict[str, _StoredTensor]]:
 
 
 def quantized_linear_count(model: nn.Module) -> int:
-    """How many dynamic int8 Linear layers the model holds (for logs and tests)."""
-    return sum(isinstance(m, DynamicLinear) for m in model.modules())
+    """How many int8 Linear layers the model holds (for logs and tests)."""
+    return sum(isinstance(m, Int8Linear) for m in model.modules())

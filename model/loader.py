@@ -36,6 +36,7 @@ class LoadedModel:
     model_dir: Path
     demo: bool = False  # random weights: the page shows a banner
     settings: ModelSettings | None = None  # threads, prefix cache and batch sizes for the engine
+    quantization: str = "none"  # how the weights were loaded ("int8": model.int8)
 
 
 def resolve_model_dir(settings: ModelSettings) -> Path:
@@ -94,16 +95,12 @@ def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         if settings.quantization == "int8":
-            from model import onednn_int8
-            from model.int8 import load_int8_model  # straight to int8: no fp32 copy in memory
+            from model.int8 import load_int8_model  # no fp32 copy in memory
+            from model.int8_products import activation_bits, default_backend
 
-            kernel = onednn_int8.resolve_prompt_kernel(settings.int8_prompt_kernel)
-            budget = settings.onednn_copy_mb * 2**20 if kernel == "onednn" else 0
-            model = load_int8_model(model_dir, budget)
-            int8_log = {
-                "int8_prompt_kernel": kernel,
-                "onednn_copy_mb": round(onednn_int8.prompt_copy_bytes(model) / 2**20),
-            }
+            bits, backend = activation_bits(), default_backend()
+            model = load_int8_model(model_dir, bits, backend)
+            int8_log = {"activation_bits": bits, "int8_backend": backend}
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir, dtype=dtype, local_files_only=True
@@ -128,7 +125,14 @@ def _load(model_dir: Path, settings: ModelSettings) -> LoadedModel:
         },
     )
     demo = settings.source == "tiny-random"
-    return LoadedModel(model, tokenizer, Path(model_dir), demo=demo, settings=settings)
+    return LoadedModel(
+        model,
+        tokenizer,
+        Path(model_dir),
+        demo=demo,
+        settings=settings,
+        quantization=settings.quantization,
+    )
 
 
 def _local_dir(path: Path | None) -> Path:

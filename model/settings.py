@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KvCacheDtype = Literal["auto", "float32", "bfloat16"]
 PromptAttentionDtype = Literal["auto", "float32", "bfloat16"]
-Int8PromptKernel = Literal["auto", "fbgemm", "onednn"]
 
 
 class ModelSettings(BaseModel):
@@ -21,18 +20,9 @@ class ModelSettings(BaseModel):
     cache_dir: Path = Path("data/models")
     dtype: Literal["float32", "bfloat16"] = "float32"
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
-    # int8: dynamic int8 Linear layers: 2-4x faster decoding depending on the CPU, well under half
-    # the memory, logits drift slightly (README, Speed; tests/model/test_int8.py).
-    quantization: Literal["none", "int8"] = "none"
-    # Which library multiplies a prompt's int8 products: "onednn" does them 2-2.6x faster on CPUs
-    # with AMX tiles (recent Intel Xeons), from a second packed copy of block weights of at most
-    # onednn_copy_mb (the rest stay on fbgemm); decoding stays on fbgemm either way. "auto":
-    # "onednn" where the CPU has AMX, else "fbgemm" (model/onednn_int8.py). "onednn" is refused at
-    # load on CPUs without AVX512-VNNI, where its int8 products lose precision.
-    int8_prompt_kernel: Int8PromptKernel = "auto"
-    # Memory the oneDNN copy may take: 100 MB covers a third of Qwen1.5-0.5B's block weights and
-    # fits the 1.2 GB goal; ~290 MB covers all of them (README, Speed).
-    onednn_copy_mb: int = Field(default=100, ge=0, le=65_536)
+    # int8: int8 weights, activations rounded per token to ~15 bits (model/int8.py): 2-5x faster
+    # decoding by CPU, well under half the memory, perplexity within 1% of fp32 (bench/quality.py).
+    quantization: Literal["none", "int8"] = "int8"
     # Torch threads while prefilling a prompt and while decoding; 0: `threads`.
     prompt_threads: int = Field(default=0, ge=0, le=256)
     decode_threads: int = Field(default=0, ge=0, le=256)
@@ -58,8 +48,6 @@ class ModelSettings(BaseModel):
             raise ValueError(
                 'quantization = "int8" needs dtype = "float32" (activations stay fp32)'
             )
-        if self.int8_prompt_kernel == "onednn" and self.quantization != "int8":
-            raise ValueError('int8_prompt_kernel = "onednn" needs quantization = "int8"')
         return self
 
 
@@ -73,6 +61,6 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.8, gt=0.0, le=1.0)
     repetition_penalty: float = Field(default=1.05, ge=1.0, le=2.0)
-    max_concurrent: int = Field(default=1, ge=1, le=64)
+    max_concurrent: int = Field(default=8, ge=1, le=64)
     max_queue: int = Field(default=16, ge=0, le=10_000)
     queue_timeout_seconds: float = Field(default=300.0, gt=0)

@@ -20,6 +20,8 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -38,6 +40,31 @@ from model.stream_decoder import IncrementalDecoder
 from model.types import FinishReason, GenerationRequest, GenerationStats, TextDelta
 
 log = logging.getLogger("chat.engine")
+
+
+@dataclass(frozen=True)
+class PreparedForward:
+    """The callable the scheduler runs a loaded model through, and the attention dtypes it uses."""
+
+    model: Any  # model.lean_forward's LeanQwen2, or the transformers model itself
+    kv_dtype: torch.dtype  # what the KV cache stores (model.kv_dtype)
+    prompt_dtype: torch.dtype | None  # a prompt's attention products over cached tokens
+
+
+def prepare_forward(loaded: LoadedModel) -> PreparedForward:
+    """Set the model's attention up for its KV dtype on this CPU and wrap it in the lean forward
+    where that covers it: the path every prompt and decoding step of the engine takes (and what
+    bench/perplexity.py measures answers on)."""
+    tuning = loaded.settings or ModelSettings()
+    model = loaded.model
+    model_dtype = getattr(model, "dtype", torch.float32)
+    quantization = loaded.quantization  # as loaded, whatever settings an engine is tuned with
+    kv_dtype = resolve_kv_dtype(tuning.kv_cache_dtype, quantization, model_dtype)
+    prompt_dtype = resolve_prompt_dtype(tuning.prompt_attention_dtype, quantization, kv_dtype)
+    if kv_dtype != model_dtype or prompt_dtype is not None:
+        read_stored_kv(model)
+    # Same numbers, less Python per step (model.lean_forward).
+    return PreparedForward(lean_forward(model) or model, kv_dtype, prompt_dtype)
 
 
 class ThreadedStream:
@@ -103,16 +130,10 @@ class ThreadedEngine:
         threads = tuning.threads or torch.get_num_threads()
         mb = tuning.prefix_cache_mb
         self.prefix_cache = PrefixCache(mb * 2**20) if mb > 0 else None
-        model = loaded.model
-        model_dtype = getattr(model, "dtype", torch.float32)
-        self.kv_dtype = resolve_kv_dtype(tuning.kv_cache_dtype, tuning.quantization, model_dtype)
-        self.prompt_dtype = resolve_prompt_dtype(
-            tuning.prompt_attention_dtype, tuning.quantization, self.kv_dtype
-        )
-        if self.kv_dtype != model_dtype or self.prompt_dtype is not None:
-            read_stored_kv(model)
+        forward = prepare_forward(loaded)
+        self.kv_dtype, self.prompt_dtype = forward.kv_dtype, forward.prompt_dtype
         self._scheduler = DecodeScheduler(
-            lean_forward(model) or model,  # same numbers, less Python per step (model.lean_forward)
+            forward.model,
             eos_ids=self._eos_ids,
             max_batch=min(tuning.max_batch_size, generation.max_concurrent),
             prefix_cache=self.prefix_cache,

@@ -28,16 +28,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded(tiny_model_dir: Path) -> LoadedModel:
-    return load_model(tiny_model_dir, ModelSettings(source="tiny-random", threads=1))
+    """fp32, the reference every quantization is compared with."""
+    settings = ModelSettings(source="tiny-random", threads=1, quantization="none")
+    return load_model(tiny_model_dir, settings)
 
 
 @pytest.fixture(scope="session")
 def int8_loaded(tiny_model_dir: Path) -> LoadedModel:
-    """fbgemm for every product on every CPU ("auto" picks oneDNN prompts where there is AMX:
-    tests/model/test_onednn_int8.py)."""
-    settings = ModelSettings(
-        source="tiny-random", threads=1, quantization="int8", int8_prompt_kernel="fbgemm"
-    )
+    """int8 as this CPU runs it (model.int8_products picks the product's library)."""
+    settings = ModelSettings(source="tiny-random", threads=1, quantization="int8")
     return load_model(tiny_model_dir, settings)
 
 

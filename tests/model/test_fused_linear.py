@@ -9,7 +9,8 @@ import torch
 
 import model.int8 as int8
 from model.fused_linear import FusedLinear, FusedPart
-from model.int8 import _dynamic_linear
+from model.int8 import Recipe, int8_linear
+from model.int8_products import activation_bits, default_backend
 
 ROWS = (48, 16, 16)  # q, k, v of a grouped-query block: parts of unequal size
 
@@ -17,13 +18,11 @@ ROWS = (48, 16, 16)  # q, k, v of a grouped-query block: parts of unequal size
 @pytest.fixture
 def parts_and_separate():
     torch.manual_seed(0)
-    codes = [torch.randint(-127, 128, (rows, 64), dtype=torch.int8) for rows in ROWS]
-    scales = [torch.rand(rows) / 50 + 1e-3 for rows in ROWS]
+    recipe = Recipe(activation_bits(), default_backend())
+    weights = [torch.randn(rows, 64) for rows in ROWS]
     biases = [torch.randn(rows) for rows in ROWS]
-    separate = [_dynamic_linear(c, s, b) for c, s, b in zip(codes, scales, biases, strict=True)]
-    fused = FusedLinear(
-        _dynamic_linear(torch.cat(codes), torch.cat(scales), torch.cat(biases)), len(ROWS)
-    )
+    separate = [int8_linear(w, b, recipe) for w, b in zip(weights, biases, strict=True)]
+    fused = FusedLinear(int8_linear(torch.cat(weights), torch.cat(biases), recipe), len(ROWS))
     bounds = [0, *torch.tensor(ROWS).cumsum(0).tolist()]
     parts = [FusedPart(fused, a, b) for a, b in itertools.pairwise(bounds)]
     return parts, separate, fused

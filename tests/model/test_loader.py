@@ -101,7 +101,9 @@ def test_huggingface_offline(tmp_path: Path, monkeypatch) -> None:
 def test_load_model_applies_threads_and_dtype(tiny_model_dir: Path) -> None:
     before = torch.get_num_threads()
     try:
-        loaded = load_model(tiny_model_dir, ModelSettings(threads=1, dtype="bfloat16"))
+        loaded = load_model(
+            tiny_model_dir, ModelSettings(threads=1, dtype="bfloat16", quantization="none")
+        )
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
