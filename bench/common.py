@@ -143,9 +143,8 @@ class BaselineProcess:
 
 
 def _serve_baseline(pipe, cache: str, threads: int) -> None:
-    loaded = load_model(
-        Path(cache), ModelSettings(source="local", path=Path(cache), threads=threads)
-    )
+    settings = ModelSettings(source="local", path=Path(cache), threads=threads, quantization="none")
+    loaded = load_model(Path(cache), settings)
     pipe.send("loaded")
     while (job := pipe.recv()) is not None:
         pipe.send(raw_generate(loaded, *job))

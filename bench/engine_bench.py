@@ -1,12 +1,14 @@
-"""Engine speed benchmark (not a test): the int8 engine against raw fp32 `model.generate`.
+"""Engine speed benchmark (not a test): the engine as settings.toml ships it against raw fp32
+`model.generate`.
 
 Builds once (cached) a random-weight model of the exact Qwen1.5-0.5B-Chat shape, then in ONE run
-measures through the engine API (int8, prefix cache, batched decoding; prompt building, threads,
-incremental decoding included) and through raw fp32 `generate` on the same ids, 2 threads:
+measures through the engine API with the shipped [model] and [generation] settings (quantization,
+prefix cache, batched decoding up to max_concurrent; prompt building, threads, incremental
+decoding included) and through raw fp32 `generate` on the same ids, 2 threads:
 time to first token for a 128-token prompt, single-stream decode tokens/s, a follow-up turn after
 ~1,500 tokens of conversation against the same message with no history, 8 concurrent streams of
-64 tokens against one, and peak RSS of a process that serves with int8 (a child process, since
-this one also holds the fp32 baseline). Prints each figure, its ratio and PASS/FAIL per goal; and,
+64 tokens against one, and peak RSS of a process that serves with those settings (a child
+process, since this one also holds the fp32 baseline). Prints each figure, its ratio and PASS/FAIL per goal; and,
 with no goal, single-stream decoding with the shipped sampling defaults against greedy decoding
 (the bench model carries Qwen's top-k 20, as the real model's generation config does).
 
@@ -16,6 +18,7 @@ cannot change: the engine does that little more work per token than the baseline
 runs in a process of its own (bench.common.BaselineProcess).
 
     python -m bench.engine_bench [--cache data/bench-model] [--threads 2] [--rounds 3]
+                                 [--settings settings.toml]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import get_args
+from pathlib import Path
 
 import torch
 
@@ -43,9 +46,9 @@ from bench.common import (
     peak_rss_mb,
     prompt_messages,
 )
+from config import load_settings
 from model.loader import LoadedModel, load_model
-from model.onednn_int8 import prompt_copy_bytes, resolve_prompt_kernel
-from model.settings import GenerationSettings, Int8PromptKernel, KvCacheDtype, ModelSettings
+from model.settings import GenerationSettings, ModelSettings
 from model.threaded_engine import ThreadedEngine
 from model.types import ChatMessage, GenerationRequest
 
@@ -98,34 +101,22 @@ def follow_up_ttft(engine: ThreadedEngine, loaded: LoadedModel, settings) -> flo
     return ttft
 
 
-def engine_settings() -> GenerationSettings:
-    """The shipped sampling defaults (temperature, top-p, repetition penalty): what users get."""
-    return GenerationSettings(
-        max_new_tokens=1024,
-        max_input_tokens=4096,
-        max_concurrent=CONCURRENT,
-        max_queue=CONCURRENT,
-    )
+SHIPPED = Path(__file__).resolve().parent.parent / "settings.toml"
 
 
-def int8_settings(args) -> ModelSettings:
-    return ModelSettings(
-        source="local",
-        path=args.cache,
-        threads=args.threads,
-        quantization="int8",
-        prefix_cache_mb=512,
-        max_batch_size=CONCURRENT,
-        int8_prompt_kernel=args.int8_prompt_kernel,
-        onednn_copy_mb=args.onednn_copy_mb,
-        kv_cache_dtype=args.kv_cache_dtype,
+def shipped_settings(args) -> tuple[ModelSettings, GenerationSettings]:
+    """[model] and [generation] as the settings file has them, on the bench model and threads."""
+    settings = load_settings(args.settings)
+    model = settings.model.model_copy(
+        update={"source": "local", "path": args.cache, "threads": args.threads}
     )
+    return model, settings.generation
 
 
 def rss_probe(args) -> None:
-    """Child process: load int8, serve one stream then 8 concurrent ones, print peak RSS as JSON."""
-    loaded = load_model(args.cache, int8_settings(args))
-    settings = engine_settings()
+    """Child process: load as shipped, serve one stream then 8 concurrent ones, print peak RSS."""
+    model_settings, settings = shipped_settings(args)
+    loaded = load_model(args.cache, model_settings)
     engine = ThreadedEngine(loaded, settings)
     messages, _ = prompt_messages(loaded, settings, 128)
     engine_run(engine, messages, DECODE_TOKENS, **GREEDY)
@@ -138,22 +129,8 @@ def rss_probe(args) -> None:
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0], rounds=3)
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
-    shipped = ModelSettings()
-    for name, values in (
-        ("int8_prompt_kernel", get_args(Int8PromptKernel)),
-        ("kv_cache_dtype", get_args(KvCacheDtype)),
-    ):
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            choices=values,
-            default=getattr(shipped, name),
-            help=f"model.{name} for the engine (default: the shipped setting)",
-        )
     parser.add_argument(
-        "--onednn-copy-mb",
-        type=int,
-        default=shipped.onednn_copy_mb,
-        help="model.onednn_copy_mb for the engine (default: the shipped setting)",
+        "--settings", type=Path, default=SHIPPED, help="settings file (default: the shipped one)"
     )
     args = parser.parse_args()
     if not model_ready(args, "bench.engine_bench"):
@@ -169,10 +146,10 @@ def main() -> None:
     rss = json.loads(probe.stdout.strip().splitlines()[-1])
 
     fp32 = BaselineProcess(args.cache, args.threads)
-    int8 = load_model(args.cache, int8_settings(args))
-    settings = engine_settings()
-    engine = ThreadedEngine(int8, settings)
-    messages, ids = prompt_messages(int8, settings, 128)
+    model_settings, settings = shipped_settings(args)
+    loaded = load_model(args.cache, model_settings)
+    engine = ThreadedEngine(loaded, settings)
+    messages, ids = prompt_messages(loaded, settings, 128)
     fp32.generate(ids, 2)  # warm-up: page in the weights
     engine_run(engine, messages, 2, **GREEDY)
     load_before = os.getloadavg()[0]
@@ -196,7 +173,7 @@ def main() -> None:
         runs["decode"].append(tps / base_tps)
         runs["sampled"].append(sampled_tps / tps)
         follow_up, fresh = paired_medians(
-            lambda: follow_up_ttft(engine, int8, settings),
+            lambda: follow_up_ttft(engine, loaded, settings),
             lambda: engine_run(engine, [ChatMessage("user", FOLLOW_UP)], 1, **GREEDY)[0],
         )
         runs["follow_up"].append(follow_up / fresh)
@@ -215,11 +192,10 @@ def main() -> None:
         )
     engine.close()
     fp32.close()
-    kernel = resolve_prompt_kernel(args.int8_prompt_kernel)
-    copy_mb = prompt_copy_bytes(int8.model) / 2**20
     setup = (
-        f"int8 prompt kernel: {args.int8_prompt_kernel} -> {kernel}, oneDNN copy {copy_mb:.0f} MB;"
-        f" KV cache dtype: {args.kv_cache_dtype}"
+        f"{args.settings.name}: quantization {model_settings.quantization}, "
+        f"max_concurrent {settings.max_concurrent}, max_batch_size {model_settings.max_batch_size}, "
+        f"KV cache {engine.kv_dtype}, follow-up attention {engine.prompt_dtype or 'as stored'}"
     )
     report(runs, rss, args, setup, load_before, os.getloadavg()[0])
 
@@ -233,12 +209,8 @@ def child(args) -> list[str]:
         str(args.cache),
         "--threads",
         str(args.threads),
-        "--int8-prompt-kernel",
-        args.int8_prompt_kernel,
-        "--kv-cache-dtype",
-        args.kv_cache_dtype,
-        "--onednn-copy-mb",
-        str(args.onednn_copy_mb),
+        "--settings",
+        str(args.settings),
     ]
 
 
@@ -269,7 +241,7 @@ def report(
     print(
         f"{label:<50}{statistics.median(runs['sampled']):>8.2f}{max(runs['sampled']):>8.2f}  (no goal)"
     )
-    label = f"peak RSS serving with int8, 1 / {CONCURRENT} streams (MB)"
+    label = f"peak RSS serving, 1 / {CONCURRENT} streams (MB)"
     verdict = "PASS" if rss["peak_rss_mb"] <= 1200 else "FAIL"
     print(
         f"{label:<50}{rss['single_mb']:>8.0f}{rss['peak_rss_mb']:>8.0f}{'<=':>4}{1200:>5}  {verdict}"

@@ -46,9 +46,13 @@ def main() -> None:
     if not model_ready(args, "bench.engine_overhead"):
         return
 
-    # Same path as the product's fp32 default; no prefix cache, so every round prefills in full.
+    # The product's fp32 path; no prefix cache, so every round prefills in full.
     model_settings = ModelSettings(
-        source="local", path=args.cache, threads=args.threads, prefix_cache_mb=0
+        source="local",
+        path=args.cache,
+        threads=args.threads,
+        quantization="none",
+        prefix_cache_mb=0,
     )
     loaded = load_model(args.cache, model_settings)
     settings = GenerationSettings(

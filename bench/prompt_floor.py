@@ -2,13 +2,14 @@
 
 A 128-token prompt's first token is mostly its matrix products (96 block products of 128 rows,
 the output head's of one), and the engine runs them on torch's int8 kernels (fbgemm's, or
-oneDNN's on CPUs with AMX). This measures in ONE run, against raw fp32 `generate`'s first token
+oneDNN's on CPUs with AMX: model.int8_products), on twice the rows (each token's codes and what
+their rounding lost: model.int8). This measures in ONE run, against raw fp32 `generate`'s first token
 (in its own process, as bench.engine_bench does):
 
 - the int8 prefill: the engine's forward (model.lean_forward) over the prompt, no scheduler;
 - the int8 products alone within it: the time torch's profiler gives the int8 product ops.
 
-Both print as ratios to raw fp32. The products' ratio is a floor for issue 7's first-token goal
+Both print as ratios to raw fp32. The products' ratio is a floor for the engine's first-token goal
 (<= 0.35x): everything else in the engine (attention, norms, Python, scheduling) only adds to it,
 so where it is above 0.35x on a CPU, only a faster int8 product kernel meets the goal there.
 
@@ -26,16 +27,19 @@ from torch.profiler import ProfilerActivity, profile
 from bench.common import BaselineProcess, bench_parser, cpu_name, model_ready, prompt_messages
 from bench.engine_bench import GOALS
 from model.cpu_features import amx_tiles, int8_vnni
+from model.int8_products import default_backend
 from model.lean_forward import lean_forward
 from model.loader import load_model
-from model.onednn_int8 import resolve_prompt_kernel
 from model.settings import GenerationSettings, ModelSettings
 from model.slack_cache import slack_cache
 
 PROMPT_TOKENS = 128
 GOAL = GOALS["ttft"][1]  # the first-token goal, as engine_bench judges it
 # The int8 product ops (fbgemm's, oneDNN's) as torch's profiler names them.
-PRODUCT_OPS = ("quantized::linear_dynamic", "onednn::qlinear_pointwise")
+PRODUCT_OPS = (
+    "quantized::linear_with_input_q_dq_qweight_dq_output_fp32",
+    "onednn::qlinear_pointwise",
+)
 
 
 def prefill(forward, ids: list[int]) -> None:
@@ -101,8 +105,7 @@ def main() -> None:
     fp32.close()
     print(
         f"\n{cpu_name()}; torch {torch.__version__}, {args.threads} threads; AMX {amx_tiles()}, "
-        f"AVX512-VNNI {int8_vnni()}; int8 prompt kernel "
-        f"{resolve_prompt_kernel(settings.int8_prompt_kernel)}"
+        f"AVX512-VNNI {int8_vnni()}; int8 products on {default_backend()}"
     )
     print(f"{PROMPT_TOKENS}-token prompt, {args.rounds} rounds, against raw fp32's first token:")
     for name, seconds in (
