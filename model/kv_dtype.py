@@ -80,14 +80,20 @@ def prompt_products(dtype: torch.dtype | None) -> Iterator[None]:
         _prompt_dtype.reset(token)
 
 
-def read_stored_kv(model: Any) -> None:
-    """Make the model's attention read a cache stored in another dtype than its own (queries are
-    cast to the cache's dtype, the output back) and honour prompt_products; as SDPA otherwise."""
+def use_engine_attention(model: Any) -> None:
+    """Make the model's attention the engine's: it reads a cache stored in another dtype than
+    the model's own (queries are cast to the cache's dtype, the output back), honours
+    prompt_products, and runs a batched decoding step row by row (_row_by_row); SDPA otherwise."""
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import sdpa_mask
 
     def attention(module, query, key, value, attention_mask, **kwargs):
+        if query.shape[0] > 1 and query.shape[2] == 1 and attention_mask is not None:
+            return _row_by_row(one_row, module, query, key, value, attention_mask, **kwargs)
+        return one_row(module, query, key, value, attention_mask, **kwargs)
+
+    def one_row(module, query, key, value, attention_mask, **kwargs):
         if key.dtype != query.dtype:
             output, weights = sdpa_attention_forward(
                 module, query.to(key.dtype), key, value, attention_mask, **kwargs
@@ -103,6 +109,27 @@ def read_stored_kv(model: Any) -> None:
     AttentionInterface.register(ATTENTION, attention)
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)
     model.set_attn_implementation(ATTENTION)
+
+
+def _row_by_row(attend, module, query, key, value, mask, **kwargs):
+    """A batched decoding step's attention, each row over its own tokens only, as it is alone.
+
+    Rows are left-padded to the batch's width (model.kv_batch). Over the padded width SDPA
+    splits and sums the keys differently than over a row's own, and the last bits of its output
+    differ (~1e-5 in fp32); int8's rounding of the next products can turn that into a different
+    greedy token at a near-tie, so a user's reply would depend on who else is being answered.
+    One call per row over exactly the columns it has alone (its mask all true: none is passed,
+    as for a lone row) gives each row the numbers it gets alone."""
+    rows = []
+    kept = mask.reshape(mask.shape[0], -1, mask.shape[-1])[:, -1, :]  # the new token's row
+    for row, count in enumerate(kept.sum(dim=-1).tolist()):
+        start = key.shape[2] - int(count)
+        one = slice(row, row + 1)
+        output, _ = attend(
+            module, query[one], key[one, :, start:], value[one, :, start:], None, **kwargs
+        )
+        rows.append(output)
+    return torch.cat(rows), None
 
 
 def _over_cached_tokens(

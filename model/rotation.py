@@ -43,8 +43,14 @@ def hadamard(size: int) -> torch.Tensor:
 
 def rotate(rows: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     """Each row's consecutive `block`-sized slices multiplied by the (symmetric) block matrix; a
-    new tensor of the same shape."""
+    new tensor of the same shape (rows x width).
+
+    One product per row (a batched matmul of equal shapes), not one over all slices: a single
+    product's kernel and its rounding depend on how many slices it gets, so a token rotated in
+    a batch came out different in the last bits from the same token alone (tests/model/test_int8.py).
+    """
     size = block.shape[0]
     if size == 1:
         return rows.clone()
-    return torch.matmul(rows.reshape(-1, size), block).view(rows.shape)
+    count = rows.shape[0]
+    return torch.bmm(rows.reshape(count, -1, size), block.expand(count, size, size)).view(rows.shape)

@@ -29,7 +29,7 @@ from model.admission import AdmissionGate
 from model.decode_scheduler import DecodeScheduler
 from model.engine import EngineBusy, EngineClosed, EngineError
 from model.generation_job import END, GenerationJob
-from model.kv_dtype import read_stored_kv, resolve_kv_dtype, resolve_prompt_dtype
+from model.kv_dtype import resolve_kv_dtype, resolve_prompt_dtype, use_engine_attention
 from model.lean_forward import lean_forward
 from model.loader import LoadedModel
 from model.prefix_cache import PrefixCache
@@ -61,8 +61,8 @@ def prepare_forward(loaded: LoadedModel) -> PreparedForward:
     quantization = loaded.quantization  # as loaded, whatever settings an engine is tuned with
     kv_dtype = resolve_kv_dtype(tuning.kv_cache_dtype, quantization, model_dtype)
     prompt_dtype = resolve_prompt_dtype(tuning.prompt_attention_dtype, quantization, kv_dtype)
-    if kv_dtype != model_dtype or prompt_dtype is not None:
-        read_stored_kv(model)
+    if hasattr(model, "set_attn_implementation"):  # a transformers model (tests script others)
+        use_engine_attention(model)  # also: each row of a batched step attends as if alone
     # Same numbers, less Python per step (model.lean_forward).
     return PreparedForward(lean_forward(model) or model, kv_dtype, prompt_dtype)
 

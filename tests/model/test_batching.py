@@ -9,8 +9,10 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from model.kv_batch import BatchedKV
+from model.kv_batch import BatchedKV, cache_pairs
 from model.settings import ModelSettings
+from model.slack_cache import slack_cache
+from model.threaded_engine import prepare_forward
 from tests.model.conftest import ask, batch_step
 
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.2}
@@ -143,6 +145,42 @@ def test_rows_that_stay_keep_their_place_and_answer_as_alone_after_others_leave(
         last = batch_step(model, kv, [400])
         ids = [*prompts[1], 301, tokens[1], 400]
         torch.testing.assert_close(last[0], prefill(model, ids)[0], atol=1e-4, rtol=1e-4)
+
+
+def engine_prefill(forward, ids: list[int]):
+    """A prompt's KV as the engine prefills it (its forward, a cache with room)."""
+    cache = slack_cache()
+    forward(
+        input_ids=torch.tensor([ids]),
+        attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+        position_ids=torch.arange(len(ids)).unsqueeze(0),
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return cache_pairs(cache)
+
+
+def test_with_int8_a_batched_step_gives_each_row_exactly_its_logits_alone(int8_loaded) -> None:
+    """int8 rounds each token's activations with its own scale, so the last bits of a row's
+    inputs can move whole codes: each row of a batched step attends over its own tokens as it
+    does alone (model.kv_dtype), and its logits are its logits alone, bit for bit."""
+    forward = prepare_forward(int8_loaded).model
+    prompts = [[5, 60, 70, 80, 90, 100, 120, 7, 9, 11], [200, 201, 202], [42] * 6]
+    nxt = [300, 301, 302]
+    with torch.inference_mode():
+        alone = []
+        for ids, token in zip(prompts, nxt, strict=True):
+            kv = BatchedKV()
+            kv.add([(engine_prefill(forward, ids), len(ids))])
+            alone.append(batch_step(forward, kv, [token])[0])
+        kv = BatchedKV()
+        for ids in prompts:
+            kv.add([(engine_prefill(forward, ids), len(ids))])
+        assert kv.step_inputs()[0].sum(dim=1).tolist() == [11, 4, 7]  # padded rows
+        batched = batch_step(forward, kv, nxt)
+    for row, expected in enumerate(alone):
+        assert torch.equal(batched[row], expected)
 
 
 LONG_QUESTION = QUESTIONS[1] * 6  # ~100 tokens: several 16-token chunks

@@ -154,11 +154,13 @@ def test_activations_keep_about_15_bits_even_beside_an_outlier(backend, bits) ->
 
 
 @pytest.mark.parametrize("backend", usable_backends())
-def test_each_row_of_a_batch_gets_exactly_what_it_gets_alone(backend) -> None:
-    """One scale per token: a user's reply does not depend on who shares the decoding step."""
+@pytest.mark.parametrize("width", [64, 576, 1024])
+def test_each_row_of_a_batch_gets_exactly_what_it_gets_alone(backend, width) -> None:
+    """One scale per token and one rotation product per token: a user's reply does not depend
+    on who shares the decoding step."""
     torch.manual_seed(1)
-    layer = int8_linear(torch.randn(64, 128), None, Recipe(activation_bits(), backend))
-    batch = torch.randn(6, 128) * torch.tensor([1.0, 100.0, 0.01, 1.0, 5.0, 1.0]).unsqueeze(1)
+    layer = int8_linear(torch.randn(64, width), None, Recipe(activation_bits(), backend))
+    batch = torch.randn(6, width) * torch.tensor([1.0, 100.0, 0.01, 1.0, 5.0, 1.0]).unsqueeze(1)
     with torch.inference_mode():
         together = layer(batch)
         for row in range(6):

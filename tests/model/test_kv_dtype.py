@@ -14,9 +14,9 @@ from model import kv_dtype
 from model.kv_dtype import (
     narrow_attention,
     prompt_products,
-    read_stored_kv,
     resolve_kv_dtype,
     resolve_prompt_dtype,
+    use_engine_attention,
 )
 from model.settings import ModelSettings
 from model.slack_cache import slack_cache
@@ -101,7 +101,7 @@ def follow_up_logits(loaded):
 
 
 def test_a_prompt_over_cached_tokens_takes_bf16_products_close_to_fp32(loaded) -> None:
-    read_stored_kv(loaded.model)
+    use_engine_attention(loaded.model)
     exact, exact_first = follow_up_logits(loaded)
     with prompt_products(torch.bfloat16):
         narrow, narrow_first = follow_up_logits(loaded)
@@ -112,7 +112,7 @@ def test_a_prompt_over_cached_tokens_takes_bf16_products_close_to_fp32(loaded) -
 
 
 def test_bf16_prompt_products_stay_with_the_thread_that_asked(loaded) -> None:
-    read_stored_kv(loaded.model)
+    use_engine_attention(loaded.model)
     exact, _ = follow_up_logits(loaded)
     inside, release = threading.Event(), threading.Event()
 
@@ -132,7 +132,7 @@ def test_bf16_prompt_products_stay_with_the_thread_that_asked(loaded) -> None:
 
 
 def test_decoding_steps_keep_fp32_attention_under_bf16_prompt_products(loaded) -> None:
-    read_stored_kv(loaded.model)
+    use_engine_attention(loaded.model)
     ids = torch.tensor([loaded.tokenizer.encode("The sea is calm and blue today")])
     steps = []
     for narrow in (None, torch.bfloat16):

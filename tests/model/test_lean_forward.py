@@ -8,7 +8,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from model.kv_batch import BatchedKV
-from model.kv_dtype import read_stored_kv
+from model.kv_dtype import use_engine_attention
 from model.lean_forward import LeanQwen2, lean_forward
 from model.slack_cache import slack_cache
 from tests.model.conftest import ScriptedModel, ask, batch_step
@@ -71,7 +71,7 @@ def variant_model(request, variant: str):
     fixture, kv_dtype = VARIANTS[variant]
     model = request.getfixturevalue(fixture).model
     if kv_dtype is not None:
-        read_stored_kv(model)
+        use_engine_attention(model)
     return model, kv_dtype
 
 
