@@ -32,9 +32,11 @@ class IncrementalDecoder:
         return ""
 
     def flush(self) -> str:
-        """Return whatever is still held back (at the end, an incomplete sequence decodes as is)."""
+        """Return whatever is still held back, less a character the last tokens left incomplete
+        (a reply cut by its token limit mid-character): it can never be completed, and U+FFFD
+        would be shown and saved in its place."""
         new_text = self._decode(self._ids[self._prefix :])
-        return self._advance(new_text[len(self._prefix_text) :])
+        return self._advance(new_text[len(self._prefix_text) :].rstrip(REPLACEMENT))
 
     def _advance(self, delta: str) -> str:
         self._prefix, self._read = self._read, len(self._ids)
