@@ -53,4 +53,5 @@ def rotate(rows: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     if size == 1:
         return rows.clone()
     count = rows.shape[0]
-    return torch.bmm(rows.reshape(count, -1, size), block.expand(count, size, size)).view(rows.shape)
+    rotated = torch.bmm(rows.reshape(count, -1, size), block.expand(count, size, size))
+    return rotated.view(rows.shape)
