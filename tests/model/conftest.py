@@ -65,6 +65,21 @@ def ask(text: str, **kwargs: object) -> GenerationRequest:
     return GenerationRequest(messages=(ChatMessage("user", text),), **kwargs)
 
 
+def read_all(streams, timeout: float = 30) -> list[str]:
+    """Drain every stream at once, as concurrent users' browsers would; each reply's text."""
+    replies = [""] * len(streams)
+
+    def drain(i: int) -> None:
+        replies[i] = "".join(d.text for d in streams[i])
+
+    readers = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout)
+    return replies
+
+
 def worker_thread(request_id: str) -> threading.Thread | None:
     """The engine's generating thread for a request, found the way an operator would: by name."""
     name = f"generate-{request_id}"

@@ -13,7 +13,7 @@ from model.kv_batch import BatchedKV, cache_pairs
 from model.settings import ModelSettings
 from model.slack_cache import slack_cache
 from model.threaded_engine import prepare_forward
-from tests.model.conftest import ask, batch_step
+from tests.model.conftest import ask, batch_step, read_all
 
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.2}
 QUESTIONS = (
@@ -22,21 +22,6 @@ QUESTIONS = (
     "你好！今天我能帮你做什么？",
     "def add(a, b):",
 )
-
-
-def read_all(streams) -> list[str]:
-    """Drain every stream at once, as concurrent users' browsers would."""
-    replies = [""] * len(streams)
-
-    def drain(i: int) -> None:
-        replies[i] = "".join(d.text for d in streams[i])
-
-    readers = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(30)
-    return replies
 
 
 @pytest.mark.parametrize("kv_dtype", ["float32", "bfloat16"])

@@ -9,7 +9,6 @@ answered at the same time. Every request is greedy, so each answer is one fixed 
 from __future__ import annotations
 
 import itertools
-import threading
 import typing
 from collections.abc import Callable, Iterator
 
@@ -20,6 +19,7 @@ from model.loader import LoadedModel, load_model
 from model.settings import GenerationSettings, ModelSettings
 from model.threaded_engine import ThreadedEngine, ThreadedStream
 from model.types import ChatMessage, GenerationRequest, GenerationStats
+from tests.model.conftest import read_all
 
 QUANTIZATIONS = typing.get_args(ModelSettings.model_fields["quantization"].annotation)
 REPLACEMENT = "\ufffd"  # what a character cut between two tokens decodes to
@@ -152,26 +152,11 @@ BATCH_QUESTIONS = (
 )
 
 
-def read_all(streams: list[ThreadedStream]) -> list[str]:
-    """Drain every stream at once, as concurrent users' browsers would."""
-    replies = [""] * len(streams)
-
-    def drain(i: int) -> None:
-        replies[i] = "".join(delta.text for delta in streams[i])
-
-    readers = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(120)
-    return replies
-
-
 def test_answers_decoded_in_one_batch_equal_each_answer_alone(make_engine) -> None:
     engine = make_engine(max_concurrent=len(BATCH_QUESTIONS), max_queue=0)
     alone = [reply_of(engine.stream(greedy(user(q))))[0] for q in BATCH_QUESTIONS]
     streams = [engine.stream(greedy(user(q))) for q in BATCH_QUESTIONS]
-    together = read_all(streams)
+    together = read_all(streams, timeout=120)
     assert max(s.stats.extra["max_batch"] for s in streams) >= 3  # they really shared steps
     for question, solo, batched in zip(BATCH_QUESTIONS, alone, together, strict=True):
         assert batched == solo, f"{question!r}: alone {solo!r}, in a batch {batched!r}"
