@@ -8,9 +8,10 @@ decoding included) and through raw fp32 `generate` on the same ids, 2 threads:
 time to first token for a 128-token prompt, single-stream decode tokens/s, a follow-up turn after
 ~1,500 tokens of conversation against the same message with no history, 8 concurrent streams of
 64 tokens against one, and peak RSS of a process that serves with those settings (a child
-process, since this one also holds the fp32 baseline). Prints each figure, its ratio and PASS/FAIL per goal; and,
-with no goal, single-stream decoding with the shipped sampling defaults against greedy decoding
-(the bench model carries Qwen's top-k 20, as the real model's generation config does).
+process, since this one also holds the fp32 baseline). Prints each figure, its ratio and
+PASS/FAIL per goal; and, with no goal, single-stream decoding with the shipped sampling defaults
+against greedy decoding (the bench model carries Qwen's top-k 20, as the real model's
+generation config does). Answer quality is bench.quality's.
 
 One engine with the shipped generation settings; the timed requests ask for temperature 0
 (greedy, as raw `generate` runs), keeping the shipped repetition penalty (1.05), which a request
