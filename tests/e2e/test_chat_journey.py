@@ -1,6 +1,6 @@
 """Journey 1: a staff member signs in through the IdP, chats, stops a reply, and manages history.
 
-Issue 8: the reply is seen growing token by token, Stop ends it (and it stays stopped, saved as such),
+The reply is seen growing token by token, Stop ends it (and it stays stopped, saved as such),
 the conversation survives a reload and can be continued, and another one is renamed and deleted.
 """
 

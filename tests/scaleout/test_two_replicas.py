@@ -1,5 +1,5 @@
 """Two app processes on different loopback ports with one PostgreSQL, one Redis and one IdP:
-what a user does on one replica holds on the other (issue 9, "Replicas")."""
+what a user does on one replica holds on the other."""
 
 from __future__ import annotations
 
