@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from model.kv_dtype import prompt_products
+from model.decode_scheduler import prefill_chunk
 from model.loader import LoadedModel
 from model.slack_cache import slack_cache
 from model.threaded_engine import prepare_forward
@@ -50,17 +50,10 @@ def perplexity(loaded: LoadedModel, ids: list[int], window: int = WINDOW) -> flo
 def _window_logits(forward, ids: list[int], chunk: int) -> torch.Tensor:
     """Logits at every position of `ids`, prefilled `chunk` tokens at a time into one cache."""
     cache = slack_cache(None, forward.kv_dtype)
-    outs = []
-    for start in range(0, len(ids), chunk):
-        stop = min(start + chunk, len(ids))
-        with prompt_products(forward.prompt_dtype):
-            out = forward.model(
-                input_ids=torch.tensor([ids[start:stop]], dtype=torch.long),
-                attention_mask=torch.ones((1, stop), dtype=torch.long),
-                position_ids=torch.arange(start, stop).unsqueeze(0),
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=0,
-            )
-        outs.append(out.logits[0])
+    outs = [
+        prefill_chunk(
+            forward.model, ids[start : start + chunk], start, cache, forward.prompt_dtype, 0
+        )[0]
+        for start in range(0, len(ids), chunk)
+    ]
     return torch.cat(outs)

@@ -27,6 +27,7 @@ from torch.profiler import ProfilerActivity, profile
 from bench.common import BaselineProcess, bench_parser, cpu_name, model_ready, prompt_messages
 from bench.engine_bench import GOALS
 from model.cpu_features import amx_tiles, int8_vnni
+from model.decode_scheduler import prefill_chunk
 from model.int8_products import default_backend
 from model.lean_forward import lean_forward
 from model.loader import load_model
@@ -45,13 +46,7 @@ PRODUCT_OPS = (
 def prefill(forward, ids: list[int]) -> None:
     """The engine's prefill of one prompt, without the scheduler: logits of the last token."""
     with torch.inference_mode():
-        forward(
-            input_ids=torch.tensor([ids]),
-            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-            position_ids=torch.arange(len(ids)).unsqueeze(0),
-            cache=slack_cache(),
-            logits_to_keep=1,
-        )
+        prefill_chunk(forward, ids, 0, slack_cache())
 
 
 def timed(run) -> float:

@@ -46,6 +46,30 @@ log = logging.getLogger("chat.engine")
 NEXT_MESSAGE_ROOM = 128
 
 
+def prefill_chunk(
+    model,
+    chunk: list[int],
+    start: int,
+    cache,
+    prompt_dtype: torch.dtype | None = None,
+    logits_to_keep: int = 1,
+) -> torch.Tensor:
+    """Prefill `chunk`, the prompt's tokens from position `start` on, into `cache` (which holds
+    the tokens before it), as the engine prefills every prompt; the logits of the last
+    `logits_to_keep` positions (0: all)."""
+    stop = start + len(chunk)
+    with prompt_products(prompt_dtype):
+        out = model(
+            input_ids=torch.tensor([chunk], dtype=torch.long),
+            attention_mask=torch.ones((1, stop), dtype=torch.long),
+            position_ids=torch.arange(start, stop).unsqueeze(0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=logits_to_keep,
+        )
+    return out.logits
+
+
 @dataclass(eq=False)
 class _Row:
     job: GenerationJob
@@ -200,16 +224,9 @@ class DecodeScheduler:
                         return None
                 stop = min(start + self._prompt_chunk, len(row.ids))
                 self._set_threads("prompt")
-                with prompt_products(self._prompt_dtype):
-                    out = self._model(
-                        input_ids=torch.tensor([row.ids[start:stop]], dtype=torch.long),
-                        attention_mask=torch.ones((1, stop), dtype=torch.long),
-                        position_ids=torch.arange(start, stop).unsqueeze(0),
-                        cache=cache,
-                        use_cache=True,
-                        logits_to_keep=1,
-                    )
-            token = choose_token(out.logits[0, -1], row.ids, job.sampling, self._top_k)
+                chunk = row.ids[start:stop]
+                logits = prefill_chunk(self._model, chunk, start, cache, self._prompt_dtype)
+            token = choose_token(logits[0, -1], row.ids, job.sampling, self._top_k)
         except Exception as exc:
             self._fail(job, exc)
             return None

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from model.decode_scheduler import prefill_chunk
 from model.kv_batch import BatchedKV, cache_pairs
 from model.settings import ModelSettings
 from model.slack_cache import slack_cache
@@ -135,14 +136,7 @@ def test_rows_that_stay_keep_their_place_and_answer_as_alone_after_others_leave(
 def engine_prefill(forward, ids: list[int]):
     """A prompt's KV as the engine prefills it (its forward, a cache with room)."""
     cache = slack_cache()
-    forward(
-        input_ids=torch.tensor([ids]),
-        attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-        position_ids=torch.arange(len(ids)).unsqueeze(0),
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    prefill_chunk(forward, ids, 0, cache)
     return cache_pairs(cache)
 
 
