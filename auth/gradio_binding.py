@@ -1,32 +1,17 @@
-"""Bind each Gradio session hash to the first user who uses it.
+"""Who owns each Gradio session hash and each queued event.
 
-Gradio keys queue/data, heartbeat, cancel and reset on a browser-chosen `session_hash` only, so a user
-who learns another's hash could read or cancel that stream. The gate records the owner at first use
-and refuses anyone else with 403. This file finds the hash in a request and stores the bindings.
+Gradio keys queue/data, heartbeat and cancel on a browser-chosen `session_hash`, and cancel and reset
+on an `event_id`: a user who learned another's could read or cancel that stream. The Gradio door
+(auth.gradio_doors) records the owner of a session hash at first use and of an event id when Gradio
+hands it out, and refuses anyone else. This file stores those owners, in memory for one process;
+auth.redis_state holds them in Redis for replicas.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import threading
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
-from urllib.parse import parse_qs
-
-from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.types import Message
-
-MAX_BODY_BYTES = 8 * 1024 * 1024  # bodies we buffer to read a session hash (chat history included)
-
-# Gradio routes that carry a session hash in the path; the mount prefix may be anything.
-_PATH_HASH = re.compile(r"/gradio_api/(?:heartbeat/([^/]+)|stream/([^/]+)/[^/]+/[^/]+/[^/]+)$")
-# Routes whose body may name a session hash (JSON, or a form for component_server blobs).
-_BODY_ROUTES = re.compile(
-    r"/gradio_api/(?:queue/join|cancel|reset|component_server|stream/[^/]+)/?$"
-)
 
 
 class SessionHashBindings(Protocol):
@@ -34,68 +19,55 @@ class SessionHashBindings(Protocol):
         """True if `session_hash` is unbound (it becomes `user_key`'s) or already `user_key`'s."""
         ...
 
+    def bind_event(self, event_id: str, user_key: str, now: datetime) -> None:
+        """Record that Gradio gave `event_id` to `user_key` (event ids are Gradio's, never the client's)."""
+        ...
 
-class MemorySessionHashBindings:
-    """One-process bindings with a sliding TTL; expired entries are swept as new ones arrive."""
+    def event_owner(self, event_id: str, now: datetime) -> str | None:
+        """The user `event_id` was given to, or None if it is unknown or expired."""
+        ...
 
-    def __init__(self, ttl: timedelta, max_entries: int = 100_000) -> None:
+
+class _ExpiringOwners:
+    """key -> (owner, expiry), swept when full; refuses new keys rather than forget a live owner."""
+
+    def __init__(self, ttl: timedelta, max_entries: int) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
-        self._lock = threading.Lock()
         self._owners: dict[str, tuple[str, datetime]] = {}
+
+    def owner(self, key: str, now: datetime) -> str | None:
+        current = self._owners.get(key)
+        return current[0] if current is not None and current[1] > now else None
+
+    def set(self, key: str, owner: str, now: datetime) -> bool:
+        if key not in self._owners and len(self._owners) >= self._max_entries:
+            self._owners = {k: v for k, v in self._owners.items() if v[1] > now}
+            if len(self._owners) >= self._max_entries:
+                return False
+        self._owners[key] = (owner, now + self._ttl)
+        return True
+
+
+class MemorySessionHashBindings:
+    """One-process bindings with a sliding TTL for session hashes and a fixed one for events."""
+
+    def __init__(self, ttl: timedelta, max_entries: int = 100_000) -> None:
+        self._lock = threading.Lock()
+        self._hashes = _ExpiringOwners(ttl, max_entries)
+        self._events = _ExpiringOwners(ttl, max_entries)
 
     def claim(self, session_hash: str, user_key: str, now: datetime) -> bool:
         with self._lock:
-            current = self._owners.get(session_hash)
-            if current is not None and current[1] > now and current[0] != user_key:
+            owner = self._hashes.owner(session_hash, now)
+            if owner is not None and owner != user_key:
                 return False
-            if current is None and len(self._owners) >= self._max_entries:
-                self._owners = {k: v for k, v in self._owners.items() if v[1] > now}
-                if len(self._owners) >= self._max_entries:
-                    return False  # full of live bindings: refuse rather than forget an owner
-            self._owners[session_hash] = (user_key, now + self._ttl)
-            return True
+            return self._hashes.set(session_hash, user_key, now)
 
+    def bind_event(self, event_id: str, user_key: str, now: datetime) -> None:
+        with self._lock:
+            self._events.set(event_id, user_key, now)
 
-def hashes_in_path_and_query(
-    path: str, query_string: bytes, headers: Mapping[str, str]
-) -> set[str]:
-    """Session hashes named by the URL path, the query string or Gradio's upload header."""
-    found: set[str] = set()
-    match = _PATH_HASH.search(path)
-    if match:
-        found.add(match.group(1) or match.group(2))
-    if "/gradio_api/" in path or path.endswith("/gradio_api"):
-        query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
-        found.update(query.get("session_hash", []))
-        if headers.get("session_hash"):
-            found.add(headers["session_hash"])
-    return found
-
-
-def body_may_name_hash(path: str, method: str) -> bool:
-    return method == "POST" and _BODY_ROUTES.search(path) is not None
-
-
-async def hash_in_body(body: bytes, headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The session hash a JSON or form body names, or None."""
-    content_type = Headers(raw=headers).get("content-type", "").lower()  # first one, as Starlette
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
-        try:
-            async with request.form() as form:
-                value = form.get("session_hash")
-        except Exception:  # malformed forms are Gradio's to reject
-            return None
-        return value if isinstance(value, str) else None
-    # Anything that is not a form is read as JSON, as FastAPI may parse it whatever its content type says.
-    try:
-        data = json.loads(body or b"null")
-    except ValueError:
-        return None  # Gradio answers 422 itself; nothing to bind
-    value = data.get("session_hash") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+    def event_owner(self, event_id: str, now: datetime) -> str | None:
+        with self._lock:
+            return self._events.owner(event_id, now)

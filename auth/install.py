@@ -171,15 +171,12 @@ def install_auth(
     app.add_middleware(
         AuthGate,
         sessions=manager,
-        bindings=bound,
         public_routes={
             **PUBLIC_ROUTES,
             settings.oidc.post_logout_path: _READ,
             **dict.fromkeys(extra_public_paths, _READ),
         },
         login_url=base_url + LOGIN_PATH,
-        audit=audit,
-        clock=clock,
         authenticators=tuple(authenticators),
     )
     _run_at_startup(app, components)

@@ -11,6 +11,7 @@ from typing import Literal
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from auth.app_path import app_path
 from auth.client_ip import IPNetwork, client_ip, parse_ip, peer_ip
 from auth.network_settings import AccessSettings
 from auth.refusals import close_websocket, refusal
@@ -144,12 +145,3 @@ class IPAllowlistMiddleware:
             "Connect from the company network or VPN, or ask your administrator."
         )
         await refusal(scope, 403, message)(scope, receive, send)
-
-
-def app_path(scope: Scope) -> str:
-    """The path below root_path, so rules read the same behind a prefix-stripping proxy or not."""
-    path: str = scope.get("path", "/")
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path

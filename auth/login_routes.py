@@ -15,11 +15,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from auth.auth_pages import auth_page
+from auth.client_ip import client_ip
 from auth.identity import User
 from auth.login_policy import LoginRefusal, evaluate_login
 from auth.login_state import LoginState, LoginStateStore
 from auth.oidc_provider import OidcConfigurationError, OidcProvider
-from auth.route_gate import client_ip
 from auth.safe_redirect import safe_next_path
 from auth.session_manager import SessionManager
 from auth.settings import OidcSettings

@@ -40,12 +40,12 @@ def _origin_of(url: str) -> str:
 def _request_origin(headers: Headers) -> str | None:
     """The Origin header, else the Referer's origin; "" means present but unusable."""
     origin = headers.get("origin")
-    if origin is None:
-        referer = headers.get("referer")
-        if referer is None:
-            return None
-        origin = _origin_of(referer)
     try:
+        if origin is None:
+            referer = headers.get("referer")
+            if referer is None:
+                return None
+            origin = _origin_of(referer)  # ValueError for e.g. "http://[" (an unclosed IPv6 host)
         return normalise_origin_setting(origin.strip())
     except ValueError:
         return ""  # "null", garbage or a non-http scheme: never allowed

@@ -90,13 +90,16 @@ class RedisLoginStateStore:
 
 
 class RedisSessionHashBindings:
-    """Gradio session hash -> first user, with a sliding TTL, shared by every replica.
+    """Gradio session hash and event id -> owner, shared by every replica.
 
+    Session hashes have a sliding TTL; event ids keep theirs from when Gradio handed them out.
     `now` is accepted for the protocol; expiry is Redis's own TTL.
     """
 
     def __init__(self, client: redis.Redis, key_prefix: str, ttl: timedelta) -> None:
+        self._redis = client
         self._prefix = f"{key_prefix}:gradio-hash:"
+        self._event_prefix = f"{key_prefix}:gradio-event:"
         self._ttl_seconds = max(int(ttl.total_seconds()), 1)
         self._claim = client.register_script(_CLAIM)
 
@@ -104,6 +107,15 @@ class RedisSessionHashBindings:
     def claim(self, session_hash: str, user_key: str, now: datetime) -> bool:
         key = self._prefix + _digest(session_hash)
         return bool(self._claim(keys=[key], args=[user_key, self._ttl_seconds]))
+
+    @reaches_shared_state
+    def bind_event(self, event_id: str, user_key: str, now: datetime) -> None:
+        self._redis.set(self._event_prefix + _digest(event_id), user_key, ex=self._ttl_seconds)
+
+    @reaches_shared_state
+    def event_owner(self, event_id: str, now: datetime) -> str | None:
+        owner = self._redis.get(self._event_prefix + _digest(event_id))
+        return owner.decode("utf-8") if isinstance(owner, bytes) else owner
 
 
 class RedisOneTimeIds:

@@ -1,15 +1,15 @@
 """The route gate: one ASGI middleware in front of the whole app that decides who is calling.
 
 Every path needs a live server-side session except an explicit, exact list of public (path, method)s. It covers
-all of Gradio's routes, including those Gradio's own `auth_dependency` leaves open, and binds each
-Gradio session hash to its first user. On success it sets scope["state"]["user"] for handlers.
+all of Gradio's routes, including those Gradio's own `auth_dependency` leaves open. On success it sets
+scope["state"]["user"] for handlers; auth.gradio_doors then ties Gradio's session hashes and event ids
+to that user.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 from urllib.parse import quote
 
@@ -17,16 +17,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.gradio_binding import (
-    MAX_BODY_BYTES,
-    SessionHashBindings,
-    body_may_name_hash,
-    hash_in_body,
-    hashes_in_path_and_query,
-)
+from auth.app_path import app_path
 from auth.identity import User
 from auth.session_manager import SessionManager
-from store.events import ACCESS_DENIED, AuditEvent, AuditSink
 
 log = logging.getLogger("chat.auth")
 
@@ -35,24 +28,6 @@ class RequestAuthenticator(Protocol):
     """A second way in besides the cookie (API tokens, service-account JWTs): a User or None."""
 
     async def authenticate(self, connection: HTTPConnection) -> User | None: ...
-
-
-def route_path(scope: Scope) -> str:
-    """The path inside the app, without the server's root_path (same rule as Starlette's router)."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :] or "/"
-    return path
-
-
-def client_ip(scope: Scope) -> str | None:
-    """The network layer's decision when present (trusted proxies), else the socket peer."""
-    decided = scope.get("state", {}).get("client_ip")
-    if decided:
-        return decided
-    client = scope.get("client")
-    return client[0] if client else None
 
 
 def wants_html(connection: HTTPConnection) -> bool:
@@ -90,20 +65,14 @@ class AuthGate:
         app: ASGIApp,
         *,
         sessions: SessionManager,
-        bindings: SessionHashBindings,
         public_routes: Mapping[str, Iterable[str]],
         login_url: str,
-        audit: AuditSink,
-        clock: Callable[[], datetime],
         authenticators: Iterable[RequestAuthenticator] = (),
     ) -> None:
         self.app = app
         self._sessions = sessions
-        self._bindings = bindings
         self._public = {path: frozenset(methods) for path, methods in public_routes.items()}
         self._login_url = login_url
-        self._audit = audit
-        self._clock = clock
         self._authenticators = tuple(authenticators)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,7 +95,7 @@ class AuthGate:
                     break
         if user is not None:
             state["user"] = user
-        path = route_path(scope)
+        path = app_path(scope)
         # Exact path and method: Gradio also serves POST /login and GET /logout, which stay gated.
         if scope["type"] == "http" and scope["method"] in self._public.get(path, ()):
             await self.app(scope, receive, send)
@@ -134,27 +103,6 @@ class AuthGate:
         if user is None:
             await self._refuse_anonymous(connection, path, receive, send)
             return
-        await self._serve_bound(connection, user, path, receive, send)
-
-    async def _serve_bound(
-        self, connection: HTTPConnection, user: User, path: str, receive: Receive, send: Send
-    ) -> None:
-        scope = connection.scope
-        hashes = hashes_in_path_and_query(path, scope.get("query_string", b""), connection.headers)
-        if scope["type"] == "http" and body_may_name_hash(path, scope["method"]):
-            body = await _read_body(receive)
-            if body is None:
-                await JSONResponse({"error": "body_too_large"}, 413)(scope, receive, send)
-                return
-            named = await hash_in_body(body, scope["headers"])
-            if named is not None:
-                hashes.add(named)
-            receive = _replay(body, receive)
-        now = self._clock()
-        for session_hash in hashes:
-            if not self._bindings.claim(session_hash, user.key, now):
-                await self._refuse_foreign_hash(connection, user, path, receive, send)
-                return
         if scope["type"] == "http" and not path.startswith(CACHEABLE_PREFIXES):
             send = _no_store(send)
         await self.app(scope, receive, send)
@@ -177,56 +125,3 @@ class AuthGate:
             )
         response.headers["Cache-Control"] = "no-store"
         await response(scope, receive, send)
-
-    async def _refuse_foreign_hash(
-        self, connection: HTTPConnection, user: User, path: str, receive: Receive, send: Send
-    ) -> None:
-        scope = connection.scope
-        state = scope.get("state", {})
-        log.warning("refused a Gradio session hash bound to another user on %s", path)
-        self._audit.record(
-            AuditEvent(
-                type=ACCESS_DENIED,
-                actor=user.key,
-                ip=client_ip(scope),
-                request_id=state.get("request_id"),
-                target=path,
-                outcome="foreign_session_hash",
-            )
-        )
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        body = {"error": "forbidden", "message": "This Gradio session belongs to another user."}
-        await JSONResponse(body, 403)(scope, receive, send)
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None past MAX_BODY_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # disconnected: hand the app what we have; it will see the disconnect later
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # later calls wait for the disconnect, as streaming handlers expect
-
-    return replay

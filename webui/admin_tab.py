@@ -62,9 +62,11 @@ def _audit_section(admin: AdminService, export_base: str) -> None:
             query = _query(since, until, actor, kind, free, int(page or 0))
             result = admin.audit_page(ctx, query)
         except ValueError:
-            raise gr.Error("Dates must look like 2026-01-31 or 2026-01-31T12:00.") from None
+            raise gr.Error(
+                "Dates must look like 2026-01-31 or 2026-01-31T12:00.", print_exception=False
+            ) from None
         except AdminRefused:
-            raise gr.Error("Not allowed.") from None
+            raise gr.Error("Not allowed.", print_exception=False) from None
         rows = [
             [r.id, r.ts.isoformat(timespec="seconds"), r.type, r.actor or "", r.ip or "",
              r.target or "", r.outcome or "", r.details]
@@ -109,7 +111,7 @@ def _sessions_section(admin: AdminService) -> None:
         try:
             found = admin.active_sessions(admin_context(request))
         except AdminRefused:
-            raise gr.Error("Not allowed.") from None
+            raise gr.Error("Not allowed.", print_exception=False) from None
         return [
             [s.id, s.user.key, s.created_at.isoformat(timespec="seconds"),
              s.last_seen.isoformat(timespec="seconds"), s.ip or ""]
@@ -130,7 +132,7 @@ def _sessions_section(admin: AdminService) -> None:
             else:
                 message = "Enter a session handle or a user key from the table."
         except AdminRefused:
-            raise gr.Error("Not allowed.") from None
+            raise gr.Error("Not allowed.", print_exception=False) from None
         return message, sessions(request)
 
     private = {"api_visibility": "private"}

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from auth.bearer_tokens import CredentialRefusalMiddleware
 from auth.body_limit import BodyLimitMiddleware
 from auth.client_ip import ClientAddressMiddleware
-from auth.gradio_binding import SessionHashBindings
+from auth.gradio_binding import MemorySessionHashBindings, SessionHashBindings
+from auth.gradio_doors import guard_gradio_mount
 from auth.install import install_auth
 from auth.ip_allowlist import AccessRules, IPAllowlistMiddleware
 from auth.login_state import LoginStateStore
@@ -42,6 +43,7 @@ from webui.request_id import RequestIdMiddleware
 from webui.session_watch import session_watch_head, session_watch_router
 from webui.signout_page import signout_router
 from webui.tokens_service import TokensService
+from webui.unexpected_errors import log_gradio_tracebacks, unexpected_error
 
 log = logging.getLogger("chat.app")
 _SAVE_TIMEOUT = 10.0  # seconds for stopped replies to be written after the engine closes
@@ -73,7 +75,11 @@ class Services:
 def create_app(settings: Settings, services: Services) -> FastAPI:
     """Build the whole ASGI app; no I/O happens until uvicorn starts it."""
     metrics = Metrics()
-    services = replace(services, audit=MetricsAuditTap(services.audit, metrics))
+    # One owner store for session hashes and events, shared by the auth install and the Gradio door.
+    bindings = services.bindings or MemorySessionHashBindings(
+        timedelta(hours=settings.session.gradio_binding_ttl_hours)
+    )
+    services = replace(services, audit=MetricsAuditTap(services.audit, metrics), bindings=bindings)
     _track(metrics, services)
 
     chat = _chat_service(settings, services)
@@ -118,7 +124,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     base_url = settings.server.public_url + settings.server.root_path
     app.include_router(signout_router(base_url))
     app.include_router(session_watch_router(base_url))
-    _mount_page(app, settings, services, chat, admin, tokens)
+    _mount_page(app, settings, services, chat, admin, tokens, bindings)
     _install_middleware(app, settings, services, access, metrics)
     return app
 
@@ -147,6 +153,7 @@ def _mount_page(
     chat: ChatService,
     admin: AdminService | None,
     tokens: TokensService | None,
+    bindings: SessionHashBindings,
 ) -> None:
     base = settings.server.public_url + settings.server.root_path
     page = build_chat_page(
@@ -180,6 +187,16 @@ def _mount_page(
         theme=page_theme(),
         head=session_watch_head(base),
     )
+    gradio_app = guard_gradio_mount(
+        app, page, bindings=bindings, audit=services.audit, clock=_utc_now
+    )
+    log_gradio_tracebacks()
+    for served in (app, gradio_app):
+        served.add_exception_handler(Exception, unexpected_error)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _install_middleware(

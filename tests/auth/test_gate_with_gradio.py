@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from auth.gradio_doors import guard_gradio_mount
 from auth.install import PUBLIC_ROUTES, AuthComponents, install_auth
 from auth.request_user import current_user
 from auth.session_store import MemorySessionStore
@@ -64,6 +65,7 @@ def gradio_chat(fake_idp_server) -> Iterator[GradioChat]:
         box.submit(whoami, box, out, api_name="whoami")
     page.queue(api_open=False)
     gr.mount_gradio_app(app, page, path="/", ssr_mode=False, root_path=settings.server.public_url)
+    guard_gradio_mount(app, page, bindings=auth.bindings, audit=audit, clock=auth.clock)
     with live_server(app, port=port) as base:
         yield GradioChat(base, app, auth, audit)
 
@@ -178,33 +180,23 @@ def test_handler_sees_the_server_side_user(gradio_chat):
         (
             "POST",
             "/gradio_api/cancel",
-            {"json": {"session_hash": "victim-hash", "fn_index": 0, "event_id": "e"}},
+            {"json": {"session_hash": "victim-hash", "fn_index": 0, "event_id": "e1"}},
         ),
+        # Another user's hash in the query beside one's own in the body.
         (
             "POST",
-            "/gradio_api/reset",
-            {"json": {"session_hash": "victim-hash", "fn_index": 0, "event_id": "e"}},
-        ),
-        (
-            "POST",
-            "/gradio_api/queue/join",
-            {"json": {"data": ["x"], "fn_index": 0, "session_hash": "victim-hash"}},
+            "/gradio_api/queue/join?session_hash=victim-hash",
+            {"json": {"data": ["x"], "fn_index": 0, "session_hash": "bobs-own-hash"}},
         ),
         # The same body without a JSON content type, in case FastAPI parses it anyway.
         (
             "POST",
             "/gradio_api/cancel",
             {
-                "content": b'{"session_hash": "victim-hash", "fn_index": 0}',
+                "content": b'{"session_hash": "victim-hash", "fn_index": 0, "event_id": "e1"}',
                 "headers": {"content-type": "text/plain"},
             },
         ),
-        (
-            "POST",
-            "/gradio_api/component_server",
-            {"data": {"session_hash": "victim-hash", "component_id": "1", "fn_name": "x"}},
-        ),
-        ("GET", "/gradio_api/stream/victim-hash/run/1/playlist.m3u8", {}),
     ],
 )
 def test_another_user_cannot_use_a_session_hash(gradio_chat, method, path, kwargs):

@@ -95,6 +95,8 @@ def csrf_client(audit: MemoryAuditSink) -> TestClient:
         ({"Referer": EVIL + "/page"}, 403),
         ({"Sec-Fetch-Site": "cross-site"}, 403),
         ({"Origin": EVIL, "Referer": PUBLIC_URL + "/"}, 403),  # Origin wins
+        ({"Referer": "http://["}, 403),  # unparsable (an unclosed IPv6 host): refused, not a 500
+        ({"Origin": "http://["}, 403),
     ],
 )
 def test_state_changing_requests_from_foreign_origins_are_refused(headers, status):

@@ -22,6 +22,7 @@ from model.types import GenerationRequest, TextDelta
 from tests.backends import REDIS_URL, postgres_schema, postgres_url, redis_namespace
 from tests.e2e.harness import IdpAccount, IdpClient
 from tests.live_server import live_server
+from tests.server_errors import ServerErrorWatch
 from webui.app import Services, create_app
 from webui.wiring import build_services
 
@@ -145,6 +146,7 @@ def run_chat_app(issuer: str, client: IdpClient, model_cache: Path) -> Iterator[
         )
         built = build_services(settings)
         services = replace(built, engine=PacedEngine(built.engine, TOKENS_PER_SECOND))
-        app = create_app(settings, services)
-        with live_server(app, port=client.rp_port) as url:
+        watch = ServerErrorWatch(create_app(settings, services))
+        with live_server(watch, port=client.rp_port) as url:
             yield ChatApp(url=url, settings=settings, services=services)
+        assert not watch.errors, f"the app answered internal errors: {watch.errors}"

@@ -64,11 +64,27 @@ class Cluster:
         assert landed.headers["location"] == self.a + "/"
         return client.cookies["chat_session"]
 
+    def fn_index(self, client: httpx.Client, replica: str, api: str) -> int:
+        """Gradio's index of the named API, as gradio_client reads it from /config."""
+        config = client.get(f"{replica}/config")
+        assert config.status_code == 200, config.text[:300]
+        return next(d["id"] for d in config.json()["dependencies"] if d.get("api_name") == api)
+
     def call(self, client: httpx.Client, replica: str, api: str, *data: object) -> Any:
-        """One call of a named script API on `replica` (as gradio_client does it); its result."""
-        joined = client.post(f"{replica}/gradio_api/call/{api}", json={"data": list(data)})
+        """One call of a named script API on `replica` as gradio_client makes it (queue/join, then
+        queue/data for a session hash of the call's own); its result."""
+        config = client.get(f"{replica}/config")
+        assert config.status_code == 200, config.text[:300]
+        fn_index = next(d["id"] for d in config.json()["dependencies"] if d.get("api_name") == api)
+        session_hash = secrets.token_hex(8)
+        joined = client.post(
+            f"{replica}/gradio_api/queue/join",
+            json={"data": list(data), "fn_index": fn_index, "session_hash": session_hash},
+        )
         assert joined.status_code == 200, joined.text[:300]
-        stream = client.get(f"{replica}/gradio_api/call/{api}/{joined.json()['event_id']}")
+        stream = client.get(
+            f"{replica}/gradio_api/queue/data", params={"session_hash": session_hash}
+        )
         assert stream.status_code == 200, stream.text[:300]
         return _final_output(stream.text)
 
@@ -78,16 +94,13 @@ class Cluster:
 
 
 def _final_output(sse: str) -> Any:
-    event, final, done = None, None, False
     for line in sse.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:") and event == "complete":
-            final, done = json.loads(line.split(":", 1)[1])[0], True
-        elif line.startswith("data:") and event == "error":
-            raise AssertionError(f"the chat API failed: {line}")
-    assert done, sse[:500]
-    return final
+        if line.startswith("data:"):
+            message = json.loads(line.split(":", 1)[1])
+            if message.get("msg") == "process_completed":
+                assert message["success"], f"the call failed: {message}"
+                return message["output"]["data"][0]
+    raise AssertionError(sse[:500])
 
 
 @contextlib.contextmanager

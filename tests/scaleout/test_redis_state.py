@@ -110,6 +110,23 @@ def test_binding_ttl_slides_with_use_and_an_expired_binding_is_free_again(redis_
     assert bindings.claim("hash123", MALLORY, NOW)
 
 
+def test_an_event_handed_out_on_one_replica_has_its_owner_on_every_replica(
+    redis_client, other_replica, key_prefix
+):
+    replica_a = RedisSessionHashBindings(redis_client, key_prefix, timedelta(hours=1))
+    replica_b = RedisSessionHashBindings(other_replica, key_prefix, timedelta(hours=1))
+    assert replica_b.event_owner("event-1", NOW) is None
+    replica_a.bind_event("event-1", ALICE, NOW)
+    assert replica_b.event_owner("event-1", NOW) == ALICE
+    assert replica_b.event_owner("event-2", NOW) is None
+    # An event id and a session hash with the same text are different things.
+    assert replica_b.claim("event-1", MALLORY, NOW)
+    assert replica_a.event_owner("event-1", NOW) == ALICE
+    event_keys = [k for k in keys(redis_client, key_prefix) if b"gradio-event" in k]
+    assert len(event_keys) == 1 and b"event-1" not in event_keys[0]
+    assert 3590 <= redis_client.ttl(event_keys[0]) <= 3600
+
+
 def test_concurrent_first_claims_have_exactly_one_winner(key_prefix):
     clients = [redis.Redis.from_url(REDIS_URL) for _ in range(8)]
     stores = [RedisSessionHashBindings(c, key_prefix, timedelta(hours=1)) for c in clients]

@@ -81,12 +81,11 @@ def test_logout_on_one_replica_is_refused_on_the_other(cluster):
         stale.cookies.set("chat_session", session)
         for replica in (cluster.a, cluster.b):
             assert stale.get(replica + "/gradio_api/info").status_code == 401
-            assert (
-                stale.post(
-                    replica + "/gradio_api/call/chat", json={"data": ["hi", None]}
-                ).status_code
-                == 401
+            joined = stale.post(
+                replica + "/gradio_api/queue/join",
+                json={"data": ["hi", None], "fn_index": 0, "session_hash": "stale-tab"},
             )
+            assert joined.status_code == 401
 
 
 def test_concurrent_chats_on_both_replicas_leave_one_unbroken_audit_chain(cluster):
@@ -127,14 +126,25 @@ def test_concurrent_chats_on_both_replicas_leave_one_unbroken_audit_chain(cluste
 
 def test_a_gradio_session_hash_belongs_to_its_first_user_on_every_replica(cluster):
     hash_ = "h" + uuid.uuid4().hex[:10]
-    cancel = {"session_hash": hash_, "fn_index": 0, "event_id": "e" * 32}
     with cluster.browser() as owner, cluster.browser() as intruder:
         cluster.login(owner, "lou", start=cluster.a, finish=cluster.a)
         cluster.login(intruder, "erin", start=cluster.b, finish=cluster.b)
-        assert owner.post(cluster.a + "/gradio_api/cancel", json=cancel).status_code == 200
-        # B never saw this hash, yet it knows whose it is.
+        fn_index = cluster.fn_index(owner, cluster.a, "chat")
+        join = {"data": ["hi", None], "fn_index": fn_index, "session_hash": hash_}
+        joined = owner.post(cluster.a + "/gradio_api/queue/join", json=join)
+        assert joined.status_code == 200, joined.text
+        cancel = {
+            "session_hash": hash_,
+            "fn_index": fn_index,
+            "event_id": joined.json()["event_id"],
+        }
+        # B never saw this hash or this event, yet it knows whose they are.
         for replica in (cluster.b, cluster.a):
             refused = intruder.post(replica + "/gradio_api/cancel", json=cancel)
             assert refused.status_code == 403
             assert "belongs to another user" in refused.json()["message"]
+            own_hash = {**cancel, "session_hash": "intruder-tab"}
+            refused = intruder.post(replica + "/gradio_api/cancel", json=own_hash)
+            assert refused.status_code == 403
+            assert "event belongs to another user" in refused.json()["message"]
         assert owner.post(cluster.b + "/gradio_api/cancel", json=cancel).status_code == 200

@@ -24,6 +24,7 @@ from store.database import create_database, migrate
 from store.prompt_policy import PromptPolicy
 from store.sql_session_store import SqlSessionStore
 from tests.live_server import free_port, live_server
+from tests.server_errors import ServerErrorWatch
 from webui.app import Services, create_app
 
 SESSION_KEY = "k" * 40
@@ -62,6 +63,7 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
     """Factory: start the app with a given engine and settings overrides; stopped at teardown."""
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    watches: list[ServerErrorWatch] = []
     with contextlib.ExitStack() as stack:
 
         def start(engine: Engine | None = None, **sections: Any) -> RunningChat:
@@ -98,7 +100,11 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
                 ),
                 on_close=(concurrency.close, database.dispose),
             )
-            url = stack.enter_context(live_server(create_app(settings, services), port=port))
+            watch = ServerErrorWatch(create_app(settings, services))
+            watches.append(watch)
+            url = stack.enter_context(live_server(watch, port=port))
             return RunningChat(url, settings, services)
 
         yield start
+    errors = [error for watch in watches for error in watch.errors]
+    assert not errors, f"the app answered internal errors: {errors}"
