@@ -50,7 +50,10 @@ class LimitSettings(BaseModel):
     chat_per_minute: int = Field(default=10, ge=1)
     tokens_per_day: int = Field(default=200_000, ge=1)
     login_per_minute_per_ip: int = Field(default=20, ge=1)
+    # Requests the auth gate did not identify (anonymous, refused credentials, public routes).
     unauthenticated_per_minute_per_ip: int = Field(default=120, ge=1)
+    # Unknown, expired or revoked Bearer tokens; past it, Bearer requests get 429 before any lookup.
+    failed_tokens_per_minute_per_ip: int = Field(default=10, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # A crashed replica's lock frees itself after this long; longer than any generation.
     generation_lock_seconds: int = Field(default=900, ge=10)

@@ -1,11 +1,18 @@
-"""Per-IP HTTP limits: login attempts and unauthenticated requests -> 429 with Retry-After.
+"""Per-address HTTP limits in front of the auth gate: logins, requests not signed in, failed tokens.
 
-Expected order (outermost first): ClientAddress -> IPAllowlist -> BodyLimit -> RateLimit(login)
--> auth gate -> ... With `auth_gate_runs_first=True` (the default) this middleware sits *inside*
-the gate and reads scope["state"]["user"] directly. Placed *outside* the gate, pass False: the
-anonymous limit is then decided when the response starts (after the gate has set the user), and an
-over-limit response is replaced by the 429 before any byte leaves. Login paths are counted on the way
-in either way, so a login flood never reaches the IdP.
+Order (outermost first): RequestId -> ClientAddress -> ... -> RateLimit -> CredentialRefusal ->
+auth gate -> app. Running before the gate, it does not yet know the caller, so it counts by what the
+request carries and what the gate concludes:
+
+- a login path counts against the login limit on the way in, so a login flood never reaches the IdP;
+- a request with no credential (no session cookie, no Authorization header) cannot be signed in: it
+  counts against the anonymous limit on the way in, and past it gets 429 without reaching the gate;
+- a request with a credential goes to the gate; only if the gate identifies no user (a 401, a login
+  page, a public route) is it counted, when its response starts, and an over-limit response is
+  replaced by the 429 before any byte leaves. A valid session is never counted, so a flood from the
+  same address (NAT) or another one never slows it;
+- a Bearer credential the gate refuses with 401 also counts against the failed-token limit; past
+  it, every Bearer request from the address gets 429 before the gate looks any token up.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auth.app_path import app_path
 from auth.client_ip import client_ip
-from auth.ip_allowlist import app_path
 from auth.rate_limits import Decision, Limited, RateLimiter
 from auth.refusals import refusal
 
@@ -27,56 +36,72 @@ class RateLimitMiddleware:
         self,
         app: ASGIApp,
         limiter: RateLimiter,
+        session_cookie: str,
         login_paths: tuple[str, ...] = ("/login",),
-        auth_gate_runs_first: bool = True,
         exempt_paths: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limiter = limiter
+        self.session_cookie = session_cookie
         self.login_paths = login_paths
         # Health probes: instant, and they must answer for this process even when Redis is down.
         self.exempt_paths = frozenset(exempt_paths)
-        self.auth_gate_runs_first = auth_gate_runs_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = app_path(scope) if scope["type"] == "http" else ""
         if scope["type"] != "http" or path in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
         ip = client_ip(scope) or "unknown"
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
+        bearer = authorization.partition(" ")[0].lower() == "bearer"
+        signed = self.session_cookie in cookie_parser(headers.get("cookie", ""))
+        checks: list[Callable[[str], Decision]] = []
         if any(path == p or path.startswith(p + "/") for p in self.login_paths):
-            decision = await self._run(self.limiter.hit_login, ip)
+            checks.append(self.limiter.hit_login)
+        if bearer:
+            checks.append(self.limiter.check_failed_tokens)  # before the gate's token lookup
+        if not (authorization or signed):
+            checks.append(self.limiter.hit_unauthenticated)
+        for check in checks:
+            decision = await self._run(check, ip)
             if isinstance(decision, Limited):
                 await _too_many(decision)(scope, receive, send)
                 return
-        if self.auth_gate_runs_first:
-            if state.get("user") is None:
-                decision = await self._run(self.limiter.hit_unauthenticated, ip)
-                if isinstance(decision, Limited):
-                    await _too_many(decision)(scope, receive, send)
-                    return
+        if not (authorization or signed):
             await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, self._deciding_send(scope, receive, send, state, ip))
+        state = scope.setdefault("state", {})
+        await self.app(scope, receive, self._judging_send(scope, receive, send, state, ip, bearer))
 
-    def _deciding_send(
-        self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any], ip: str
+    def _judging_send(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        state: dict[str, Any],
+        ip: str,
+        bearer: bool,
     ) -> Send:
+        """Count a credential the gate did not accept when its response starts; 429 past a limit."""
         refused = False
 
-        async def deciding_send(message: Message) -> None:
+        async def judging_send(message: Message) -> None:
             nonlocal refused
             if message["type"] == "http.response.start" and state.get("user") is None:
-                decision = await self._run(self.limiter.hit_unauthenticated, ip)
-                if isinstance(decision, Limited):
-                    refused = True
-                    await _too_many(decision)(scope, receive, send)
-                    return
+                checks = [self.limiter.hit_unauthenticated]
+                if bearer and message["status"] == 401:
+                    checks.append(self.limiter.hit_failed_token)
+                for check in checks:
+                    decision = await self._run(check, ip)
+                    if isinstance(decision, Limited) and not refused:
+                        refused = True
+                        await _too_many(decision)(scope, receive, send)
             if not refused:
                 await send(message)
 
-        return deciding_send
+        return judging_send
 
     async def _run(self, hit: Callable[[str], Decision], ip: str) -> Decision:
         if self.limiter.blocking:
@@ -86,7 +111,7 @@ class RateLimitMiddleware:
 
 def _too_many(decision: Limited) -> ASGIApp:
     async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {"Retry-After": str(decision.retry_after)}
+        headers = {"Retry-After": str(decision.retry_after), "Cache-Control": "no-store"}
         await refusal(scope, 429, decision.message, headers)(scope, receive, send)
 
     return respond

@@ -1,4 +1,5 @@
-"""Rate limits on top of the `limits` library: per user (chat, tokens) and per IP (login, anonymous).
+"""Rate limits on top of the `limits` library: per user (chat, tokens) and per IP (login, anonymous,
+failed Bearer tokens).
 
 Storage is `memory://` for one process or `redis://` so that replicas share the counters.
 """
@@ -27,7 +28,20 @@ _MESSAGES = {
     "tokens_per_day": "You have used today's reply allowance. Try again in {s} seconds.",
     "login_per_minute_per_ip": "Too many login attempts. Try again in {s} seconds.",
     "unauthenticated_per_minute_per_ip": "Too many requests. Try again in {s} seconds.",
+    "failed_tokens_per_minute_per_ip": (
+        "Too many invalid API tokens from your address. Check the token, then try again in {s} seconds."
+    ),
 }
+# Per-IP limits are what an attacker floods: each is audited once per window per address, so a
+# flood cannot turn every refused request into a database write. Per-user limits are audited at
+# each refusal (a signed-in user's own pace bounds them, and the metrics count those events).
+_PER_IP = frozenset(
+    {
+        "login_per_minute_per_ip",
+        "unauthenticated_per_minute_per_ip",
+        "failed_tokens_per_minute_per_ip",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class RateLimiter:
         self._tokens = RateLimitItemPerDay(settings.tokens_per_day)
         self._login = RateLimitItemPerMinute(settings.login_per_minute_per_ip)
         self._anonymous = RateLimitItemPerMinute(settings.unauthenticated_per_minute_per_ip)
+        self._failed_tokens = RateLimitItemPerMinute(settings.failed_tokens_per_minute_per_ip)
+        self._audited = RateLimitItemPerMinute(1)  # one audit event per window (see _PER_IP)
         # Network storage blocks; async callers should run hits in a worker thread.
         self.blocking = not settings.storage.startswith("memory://")
 
@@ -86,9 +102,25 @@ class RateLimiter:
 
     @reaches_shared_state
     def hit_unauthenticated(self, ip: str) -> Decision:
+        """Count one request the auth gate did not identify (anonymous or refused credentials)."""
         return self._hit(
             self._moving, self._anonymous, "unauthenticated_per_minute_per_ip", ip, ip=ip
         )
+
+    @reaches_shared_state
+    def hit_failed_token(self, ip: str) -> Decision:
+        """Count one Bearer token the gate refused as unknown, expired or revoked."""
+        return self._hit(
+            self._moving, self._failed_tokens, "failed_tokens_per_minute_per_ip", ip, ip=ip
+        )
+
+    @reaches_shared_state
+    def check_failed_tokens(self, ip: str) -> Decision:
+        """Before a token lookup: Limited once the address has used up its failed tokens."""
+        name = "failed_tokens_per_minute_per_ip"
+        if self._moving.test(self._failed_tokens, name, ip):
+            return Allowed(self._moving.get_window_stats(self._failed_tokens, name, ip).remaining)
+        return self._refused(self._moving, self._failed_tokens, name, ip, None, ip)
 
     @reaches_shared_state
     def tokens_left(self, user_key: str) -> int:
@@ -141,6 +173,8 @@ class RateLimiter:
     ) -> Limited:
         decision = Limited(name, _retry_after(strategy, item, name, key))
         logger.warning("rate limit %s exceeded (client %s)", name, ip)
+        if name in _PER_IP and not self._fixed.hit(self._audited, "audited", name, key):
+            return decision  # this window's refusals of this address are already in the trail
         self._audit.record(
             AuditEvent(
                 RATE_LIMITED,

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import gradio as gr
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from auth.bearer_tokens import CredentialRefusalMiddleware
 from auth.body_limit import BodyLimitMiddleware
@@ -202,14 +203,7 @@ def _utc_now() -> datetime:
 def _install_middleware(
     app: FastAPI, settings: Settings, services: Services, access: AccessRules, metrics: Metrics
 ) -> None:
-    """Innermost first: each add_middleware call wraps everything added before it."""
-    if services.limiter is not None:
-        app.add_middleware(
-            RateLimitMiddleware,
-            limiter=services.limiter,
-            login_paths=("/login", "/auth/callback"),
-            exempt_paths=("/healthz", "/readyz"),
-        )
+    """The middleware stack, written outermost first; the auth gate is the innermost layer."""
     auth = install_auth(
         app,
         settings,
@@ -222,23 +216,41 @@ def _install_middleware(
         extra_public_paths=("/metrics",),
     )
     app.state.auth = auth
-    app.add_middleware(SharedStateOutageMiddleware)  # Redis down: 503 "try again", not 500
-    app.add_middleware(CredentialRefusalMiddleware)  # bad bearer tokens: a clear 401/403, not 500
-    app.add_middleware(
-        OriginCheckMiddleware,
-        allowed=allowed_origins(settings.server.public_url, settings.access.allow_origins),
-        audit=services.audit,
-    )
-    cors = cors_middleware(settings.access.allow_origins)
-    app.add_middleware(cors.cls, *cors.args, **cors.kwargs)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
-    app.add_middleware(IPAllowlistMiddleware, rules=access, audit=services.audit)
     # Logout ends with a redirect to the IdP, which the CSP's form-action must allow.
     idp = "http://127.0.0.1:*" if settings.oidc.embedded else _origin(settings.oidc.issuer)
-    app.add_middleware(SecurityHeadersMiddleware, https=settings.server.https, form_action=[idp])
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # refusals by outer layers count too
-    app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.server.trusted_proxies)
-    app.add_middleware(RequestIdMiddleware)
+    limits = []
+    if services.limiter is not None:
+        # Before the gate: it counts requests the gate does not identify, per real client
+        # address, and refuses a flood before the gate looks up any session or token.
+        limits.append(
+            Middleware(
+                RateLimitMiddleware,
+                limiter=services.limiter,
+                session_cookie=auth.sessions.cookie.name,
+                login_paths=("/login", "/auth/callback"),
+                exempt_paths=("/healthz", "/readyz"),
+            )
+        )
+    stack = [
+        Middleware(RequestIdMiddleware),
+        Middleware(ClientAddressMiddleware, trusted_proxies=settings.server.trusted_proxies),
+        Middleware(MetricsMiddleware, metrics=metrics),  # refusals by outer layers count too
+        Middleware(SecurityHeadersMiddleware, https=settings.server.https, form_action=[idp]),
+        Middleware(IPAllowlistMiddleware, rules=access, audit=services.audit),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes),
+        cors_middleware(settings.access.allow_origins),
+        Middleware(
+            OriginCheckMiddleware,
+            allowed=allowed_origins(settings.server.public_url, settings.access.allow_origins),
+            audit=services.audit,
+        ),
+        Middleware(SharedStateOutageMiddleware),  # Redis down: 503 "try again", not 500
+        *limits,
+        # Bad bearer tokens: a clear 401/403, not 500; inside the limits, which count them.
+        Middleware(CredentialRefusalMiddleware),
+    ]
+    for layer in reversed(stack):  # add_middleware wraps everything added before it
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
 
 
 def _origin(url: str) -> str:

@@ -51,34 +51,25 @@ def limiter_with(storage, audit=None, **limits) -> RateLimiter:
     return RateLimiter(LimitSettings(**storage, **limits), audit or MemoryAuditSink())
 
 
-class FakeGate:
-    """Stands in for the auth gate: X-Test-User marks a request as authenticated."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        user = dict(scope["headers"]).get(b"x-test-user")
-        scope.setdefault("state", {})["user"] = user.decode() if user else None
-        await self.app(scope, receive, send)
-
-
 async def ok(request):
     return PlainTextResponse("ok")
 
 
-def make_app(limiter: RateLimiter, gate_first: bool) -> Starlette:
-    limit = Middleware(RateLimitMiddleware, limiter=limiter, auth_gate_runs_first=gate_first)
-    stack = [Middleware(FakeGate), limit] if gate_first else [limit, Middleware(FakeGate)]
+def make_app(limiter: RateLimiter) -> Starlette:
+    """The limits in front of plain routes; tests/webui/test_rate_limits_app.py puts them in front of
+    the real auth gate."""
     return Starlette(
         routes=[Route("/", ok), Route("/login", ok), Route("/login/callback", ok)],
-        middleware=[Middleware(ClientAddressMiddleware), *stack],
+        middleware=[
+            Middleware(ClientAddressMiddleware),
+            Middleware(RateLimitMiddleware, limiter=limiter, session_cookie="chat_session"),
+        ],
     )
 
 
 def test_login_attempts_per_ip_get_429_with_retry_after(storage):
     audit = MemoryAuditSink()
-    app = make_app(limiter_with(storage, audit, login_per_minute_per_ip=2), gate_first=True)
+    app = make_app(limiter_with(storage, audit, login_per_minute_per_ip=2))
     attacker = TestClient(app, client=("10.0.0.66", 1))
     assert attacker.get("/login").status_code == 200
     assert attacker.get("/login/callback").status_code == 200
@@ -93,7 +84,7 @@ def test_login_attempts_per_ip_get_429_with_retry_after(storage):
 
 
 def test_login_limit_expires_after_a_minute():
-    app = make_app(limiter_with({"storage": "memory://"}, login_per_minute_per_ip=1), True)
+    app = make_app(limiter_with({"storage": "memory://"}, login_per_minute_per_ip=1))
     client = TestClient(app, client=("10.0.0.66", 1))
     with time_machine.travel(1_900_000_000, tick=False) as clock:
         assert client.get("/login").status_code == 200
@@ -102,17 +93,36 @@ def test_login_limit_expires_after_a_minute():
         assert client.get("/login").status_code == 200
 
 
-@pytest.mark.parametrize("gate_first", [True, False])
-def test_unauthenticated_requests_limited_but_not_logged_in_users(storage, gate_first):
-    limiter = limiter_with(storage, unauthenticated_per_minute_per_ip=2)
-    client = TestClient(make_app(limiter, gate_first), client=("10.0.0.8", 1))
-    assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]
-    # A logged-in user behind the same address (NAT) is never counted against it.
-    for _ in range(5):
-        assert client.get("/", headers={"X-Test-User": "iss|alice"}).status_code == 200
-    refused = client.get("/", headers={"Accept": "text/html"})
-    assert refused.status_code == 429
-    assert "Too many requests" in refused.text and refused.headers["Retry-After"]
+def test_an_address_flood_is_audited_once_per_window_and_logged_per_request(caplog):
+    audit = MemoryAuditSink()
+    app = make_app(
+        limiter_with({"storage": "memory://"}, audit, unauthenticated_per_minute_per_ip=1)
+    )
+    client = TestClient(app, client=("10.0.0.66", 1))
+    with time_machine.travel(1_900_000_000, tick=False) as clock:
+        codes = [client.get("/").status_code for _ in range(6)]
+        assert codes == [200] + [429] * 5
+        assert len(audit.of_type(RATE_LIMITED)) == 1
+        refusals = [r for r in caplog.records if "exceeded" in r.getMessage()]
+        assert len(refusals) == 5 and all("10.0.0.66" in r.getMessage() for r in refusals)
+        clock.shift(61)
+        assert [client.get("/").status_code for _ in range(2)] == [200, 429]
+        assert len(audit.of_type(RATE_LIMITED)) == 2
+
+
+def test_failed_tokens_guard_per_address(storage):
+    audit = MemoryAuditSink()
+    limiter = limiter_with(storage, audit, failed_tokens_per_minute_per_ip=2)
+    for _ in range(2):
+        assert isinstance(limiter.check_failed_tokens("10.0.0.9"), Allowed)
+        assert isinstance(limiter.hit_failed_token("10.0.0.9"), Allowed)
+    for _ in range(3):
+        refused = limiter.check_failed_tokens("10.0.0.9")
+        assert isinstance(refused, Limited) and 1 <= refused.retry_after <= 60
+        assert "invalid API tokens" in refused.message
+    assert isinstance(limiter.check_failed_tokens("10.0.0.10"), Allowed)
+    [event] = audit.of_type(RATE_LIMITED)
+    assert (event.ip, event.outcome) == ("10.0.0.9", "failed_tokens_per_minute_per_ip")
 
 
 def test_chat_per_minute_is_per_user(storage):

@@ -69,7 +69,11 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
         def start(engine: Engine | None = None, **sections: Any) -> RunningChat:
             port, idp_port = free_port(), free_port()
             settings = Settings(
-                server={"port": port, "public_url": f"http://127.0.0.1:{port}"},
+                server={
+                    "port": port,
+                    "public_url": f"http://127.0.0.1:{port}",
+                    **sections.pop("server", {}),
+                },
                 oidc={
                     "issuer": "embedded",
                     "embedded_port": idp_port,
