@@ -64,3 +64,6 @@ class GenerationSettings(BaseModel):
     max_concurrent: int = Field(default=8, ge=1, le=64)
     max_queue: int = Field(default=16, ge=0, le=10_000)
     queue_timeout_seconds: float = Field(default=300.0, gt=0)
+    # A reply still "streaming" whose server has not saved or renewed it this long (the server was
+    # killed) is marked "interrupted"; checked at start-up and every quarter of this by each server.
+    interrupted_after_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)

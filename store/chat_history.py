@@ -3,6 +3,7 @@ authorization in SQL): another user's id behaves exactly like a missing one, and
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,9 @@ class ChatHistory:
         self._db = database
         self._audit = audit
         self._clock = clock
+        # Replies this process is writing: their leases are renewed until the final save.
+        self._live: set[int] = set()
+        self._live_lock = threading.Lock()
 
     def create_conversation(self, owner_key: str, title: str = DEFAULT_TITLE) -> Conversation:
         now = self._clock()
@@ -119,17 +123,69 @@ class ChatHistory:
         with self._db.write() as session:
             # The ownership check and the "touch" are one statement: no window between them.
             if _touch(session, owner_key, conversation_id, now):
-                session.add(
-                    MessageRow(
-                        conversation_id=conversation_id,
-                        role=role,
-                        content=content,
-                        status=status,
-                        created_at=now,
-                    )
-                )
+                session.add(_message(conversation_id, role, content, status, now))
                 return Message(role, content, status, now)
         self._not_found(owner_key, conversation_id, "append")
+
+    def start_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
+        """Save the user's message and an empty assistant reply in status "streaming", in one
+        transaction (the conversation never holds a user turn without its reply); the reply's id.
+
+        Until update_message gives it a final status, the reply is listed by live_replies() so this
+        process keeps its lease; a crash leaves it to store.reply_recovery."""
+        now = self._clock()
+        with self._db.write() as session:
+            if _touch(session, owner_key, conversation_id, now):
+                session.add(_message(conversation_id, "user", user_text, "complete", now))
+                session.flush()  # the user's row first: messages are ordered by id
+                reply = _message(conversation_id, "assistant", "", "streaming", now)
+                session.add(reply)
+                session.flush()
+                reply_id = reply.id
+            else:
+                reply_id = None
+        if reply_id is None:
+            self._not_found(owner_key, conversation_id, "start_turn")
+        with self._live_lock:
+            self._live.add(reply_id)
+        return reply_id
+
+    def update_message(
+        self,
+        owner_key: str,
+        conversation_id: str,
+        message_id: int,
+        content: str,
+        status: Status,
+    ) -> None:
+        """Replace a message's content and status (a reply's partial text, then its final state);
+        owner-checked like every write. Any status but "streaming" ends this process's lease."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {sorted(STATUSES)}")
+        now = self._clock()
+        try:
+            with self._db.write() as session:
+                found = _touch(session, owner_key, conversation_id, now) and bool(
+                    session.execute(
+                        update(MessageRow)
+                        .where(
+                            MessageRow.id == message_id,
+                            MessageRow.conversation_id == conversation_id,
+                        )
+                        .values(content=content, status=status, saved_at=now)
+                    ).rowcount
+                )
+        finally:
+            if status != "streaming":
+                with self._live_lock:
+                    self._live.discard(message_id)
+        if not found:
+            self._not_found(owner_key, conversation_id, "update")
+
+    def live_replies(self) -> list[int]:
+        """Ids of the replies this process is still writing (store.reply_recovery renews them)."""
+        with self._live_lock:
+            return sorted(self._live)
 
     def rename(self, owner_key: str, conversation_id: str, title: str) -> None:
         with self._db.write() as session:
@@ -219,6 +275,19 @@ def _touch(session: Session, owner_key: str, conversation_id: str, now: datetime
         .values(updated_at=now)
     )
     return bool(result.rowcount)
+
+
+def _message(
+    conversation_id: str, role: str, content: str, status: str, now: datetime
+) -> MessageRow:
+    return MessageRow(
+        conversation_id=conversation_id,
+        role=role,
+        content=content,
+        status=status,
+        created_at=now,
+        saved_at=now,
+    )
 
 
 def _summary(row: ConversationRow) -> ConversationSummary:

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Literal
 
 Role = Literal["user", "assistant", "system"]
-Status = Literal["complete", "stopped", "error"]
+# A reply is "streaming" from the moment its turn starts until its final save; "interrupted" if its
+# server died first (store/reply_recovery.py). The others are final states the turn itself saves.
+Status = Literal["streaming", "complete", "stopped", "error", "interrupted"]
 ROLES = frozenset({"user", "assistant", "system"})
-STATUSES = frozenset({"complete", "stopped", "error"})
+STATUSES = frozenset({"streaming", "complete", "stopped", "error", "interrupted"})
 DEFAULT_TITLE = "New conversation"
 MAX_TITLE = 200
 

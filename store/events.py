@@ -16,7 +16,11 @@ SESSION_REVOKED = "session.revoked"
 ACCESS_DENIED = "access.denied"
 RATE_LIMITED = "rate.limited"
 PROMPT_BLOCKED = "prompt.blocked"
+# A turn is two records: chat.request when it is asked (outcome "started", or the engine's refusal,
+# then nothing follows), chat.reply when it ends (complete, stopped, error, or interrupted by a
+# server crash) with its token counts and timings. request_id and target (the conversation) pair them.
 CHAT_REQUEST = "chat.request"
+CHAT_REPLY = "chat.reply"
 NOT_FOUND = "object.not_found"  # someone asked for an object that is not theirs
 ADMIN_AUDIT_VIEWED = "admin.audit_viewed"
 ADMIN_AUDIT_EXPORTED = "admin.audit_exported"
@@ -35,6 +39,7 @@ EVENT_TYPES = (
     RATE_LIMITED,
     PROMPT_BLOCKED,
     CHAT_REQUEST,
+    CHAT_REPLY,
     NOT_FOUND,
     ADMIN_AUDIT_VIEWED,
     ADMIN_AUDIT_EXPORTED,

@@ -74,8 +74,12 @@ class MessageRow(Base):
     )
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))
+    # Indexed: the recovery sweep looks for the few "streaming" rows among all messages.
+    status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Last write of content or status; a streaming reply's lease (store/reply_recovery.py).
+    # NULL on rows written before the column existed, none of which is streaming.
+    saved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class AuditRow(Base):

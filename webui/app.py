@@ -69,7 +69,7 @@ class Services:
     login_states: LoginStateStore | None = None
     bindings: SessionHashBindings | None = None
     logout_token_ids: OneTimeIds | None = None
-    on_start: tuple[Callable[[], None], ...] = ()  # e.g. the retention job
+    on_start: tuple[Callable[[], None], ...] = ()  # e.g. reply recovery, the retention job
     on_close: tuple[Callable[[], None], ...] = ()
 
 
@@ -88,7 +88,9 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for start in services.on_start:
-            start()
+            # Before serving (e.g. replies a crash left "streaming" are marked interrupted); in a
+            # thread, as these may run SQL.
+            await anyio.to_thread.run_sync(start)
         yield
         # uvicorn has already stopped accepting connections and let open streams run for
         # server.shutdown_grace_seconds; what still runs now is stopped and saved as stopped.

@@ -10,8 +10,8 @@ import gradio as gr
 
 from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
-from webui.chat_service import ChatService, History
-from webui.history_sidebar import build_sidebar, export_links, wire_sidebar
+from webui.chat_service import ChatService, History, ReplyUpdate
+from webui.history_sidebar import build_sidebar, export_links, shown_messages, wire_sidebar
 from webui.i18n import label, pick_locale, text
 from webui.request_context import request_user, turn_context
 from webui.script_api import register_script_api
@@ -122,23 +122,16 @@ def chat_tab(
         message: str, conversation_id: str | None, request: gr.Request
     ) -> Iterator[tuple[Messages, str, str | None, str]]:
         ctx = turn_context(request)
-        shown = _display(history, ctx.user.key, conversation_id)
+        shown = _display(history, ctx.user.key, conversation_id, ctx.locale)
         with contextlib.closing(service.reply(ctx, conversation_id, message)) as updates:
             for update in updates:
-                if update.status == "refused":
-                    notice = [{"role": "assistant", "content": update.notice or ""}]
-                    yield shown + notice, message, conversation_id, gr.skip()
+                turn, notice = present(update, message, ctx.locale)
+                if notice is not None:
+                    gr.Warning(notice)  # a toast: our words, apart from the assistant's
+                if turn is None:  # refused: the chat and the typed message stay as they were
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
                     return
                 conversation_id = update.conversation_id
-                reply = update.reply
-                if update.status == "stopped":
-                    reply = f"{reply}\n\n{text('stopped', ctx.locale)}"
-                if update.notice:
-                    reply = f"{reply}\n\n{update.notice}" if reply else update.notice
-                turn = [
-                    {"role": "user", "content": message.strip()},
-                    {"role": "assistant", "content": reply},
-                ]
                 links = export_links(options.export_base, conversation_id)
                 yield shown + turn, "", conversation_id, links
 
@@ -167,11 +160,29 @@ def chat_tab(
     ).then(refresh, listing, sidebar.conversations, **private)
 
 
-def _display(history: History, owner_key: str, conversation_id: str | None) -> Messages:
+def present(update: ReplyUpdate, message: str, locale: str) -> tuple[Messages | None, str | None]:
+    """What the page shows for one update: the turn's two bubbles (None for a refused turn, which
+    leaves the chat as it was) and a notice for a toast (None when there is nothing to say)."""
+    if update.status in ("refused", "rate_limited"):
+        return None, update.notice
+    reply, notice = update.reply, None
+    if update.status == "stopped":
+        reply = f"{reply}\n\n{text('stopped', locale)}"
+    if update.status == "error":
+        notice = update.notice or text("engine_error", locale)
+        failed = text("reply_failed", locale)  # a marker; what went wrong is in the notice
+        reply = f"{reply}\n\n{failed}" if reply else failed
+    turn = [{"role": "user", "content": message.strip()}, {"role": "assistant", "content": reply}]
+    return turn, notice
+
+
+def _display(
+    history: History, owner_key: str, conversation_id: str | None, locale: str
+) -> Messages:
+    """The earlier turns as the sidebar shows them (unfinished replies marked)."""
     if conversation_id is None:
         return []
-    conversation = history.get_conversation(owner_key, conversation_id)
-    return [{"role": m.role, "content": m.content} for m in conversation.messages]
+    return shown_messages(history.get_conversation(owner_key, conversation_id).messages, locale)
 
 
 def _escape_md(value: str) -> str:

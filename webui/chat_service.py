@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -23,12 +24,21 @@ from model.engine import (
 )
 from model.settings import GenerationSettings
 from model.types import ChatMessage, GenerationRequest, GenerationStats
-from store.events import CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
+from store.events import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
 from webui.i18n import text
 
 log = logging.getLogger("chat.service")
 
-Status = Literal["streaming", "complete", "stopped", "error", "refused"]
+# A streaming reply is saved when both a second and 8 text deltas (about a token each) have passed
+# since its last save. A crash then loses about a second of text; a fast engine costs one UPDATE a
+# second per reply, and a slow one (a busy CPU at 2-5 tokens a second) one per 8 tokens rather
+# than one per token or two, each write rewriting the whole reply so far.
+SAVE_INTERVAL_SECONDS = 1.0
+SAVE_EVERY_DELTAS = 8
+
+# "rate_limited": a per-user limit (messages per minute, tokens per day); retry_after says when.
+# "refused": anything else that stopped the turn before it ran (policy, too long, busy, ...).
+Status = Literal["streaming", "complete", "stopped", "error", "refused", "rate_limited"]
 
 
 class History(Protocol):
@@ -38,9 +48,13 @@ class History(Protocol):
 
     def get_conversation(self, owner_key: str, conversation_id: str) -> Any: ...
 
-    def append_message(
-        self, owner_key: str, conversation_id: str, role: str, content: str, status: str = ...
-    ) -> Any: ...
+    def start_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
+        """Save the user's message and an empty "streaming" reply together; the reply's id."""
+        ...
+
+    def update_message(
+        self, owner_key: str, conversation_id: str, message_id: int, content: str, status: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class ReplyUpdate:
     status: Status
     notice: str | None = None  # a user-facing message shown instead of (or after) the reply
     stats: GenerationStats = field(default_factory=GenerationStats)
+    retry_after: int | None = None  # seconds until a "rate_limited" turn may be sent again
 
 
 class ChatService:
@@ -89,8 +104,10 @@ class ChatService:
         audit: AuditSink,
         generation: GenerationSettings,
         guards: TurnGuards | None = None,
+        clock: Callable[[], float] = time.monotonic,  # paces the partial saves
     ) -> None:
         self._guards = guards or TurnGuards()
+        self._clock = clock
         self._in_flight = 0
         self._idle = threading.Condition()
         self._draining = False
@@ -123,13 +140,17 @@ class ChatService:
                 if refusal is None and self._guards.concurrency is not None:
                     held.enter_context(self._guards.concurrency.hold(ctx.user.key))
             except GenerationInProgress:
-                refusal = text("one_at_a_time", ctx.locale)
+                refusal = ReplyUpdate(
+                    conversation_id, "", "refused", text("one_at_a_time", ctx.locale)
+                )
             except SharedStateUnavailable:
                 # Limits and locks unreachable: refuse, never run unchecked.
                 log.error("shared state unreachable: turn refused")
-                refusal = text("unavailable", ctx.locale)
+                refusal = ReplyUpdate(
+                    conversation_id, "", "refused", text("unavailable", ctx.locale)
+                )
             if refusal is not None:
-                yield ReplyUpdate(conversation_id, "", "refused", refusal)
+                yield refusal
                 return
             held.enter_context(self._tracked())
             yield from self._turn(ctx, conversation_id, message)
@@ -154,8 +175,10 @@ class ChatService:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
-    def _refusal(self, ctx: TurnContext, conversation_id: str | None, message: str) -> str | None:
-        """Policy and rate limits, cheapest first; the message to show, or None to go ahead."""
+    def _refusal(
+        self, ctx: TurnContext, conversation_id: str | None, message: str
+    ) -> ReplyUpdate | None:
+        """Policy and rate limits, cheapest first; the refusal to send, or None to go ahead."""
         policy, limiter = self._guards.policy, self._guards.limiter
         if policy is not None:
             decision = policy.check(message)
@@ -171,7 +194,7 @@ class ChatService:
                         details={"prompt_excerpt": message[:200]},
                     )
                 )
-                return text("blocked", ctx.locale)
+                return ReplyUpdate(conversation_id, "", "refused", text("blocked", ctx.locale))
         if limiter is not None:
             for decision in (
                 limiter.hit_chat(ctx.user.key, ctx.ip),
@@ -179,7 +202,14 @@ class ChatService:
             ):
                 if isinstance(decision, Limited):  # the limiter has logged and audited it
                     key = "rate_limited" if decision.limit == "chat_per_minute" else "token_quota"
-                    return text(key, ctx.locale, seconds=decision.retry_after)
+                    notice = text(key, ctx.locale, seconds=decision.retry_after)
+                    return ReplyUpdate(
+                        conversation_id,
+                        "",
+                        "rate_limited",
+                        notice,
+                        retry_after=decision.retry_after,
+                    )
         return None
 
     def _turn(
@@ -211,28 +241,45 @@ class ChatService:
         try:
             stream = self._engine.stream(request)  # admission first: a busy refusal saves nothing
         except EngineError as exc:
+            self._record_request(ctx, conversation_id, message, _outcome(exc))
             yield ReplyUpdate(conversation_id, "", "refused", _notice(exc, ctx.locale))
-            self._record(ctx, conversation_id, message, GenerationStats(), _outcome(exc))
             return
         try:
             if conversation_id is None:
                 conversation_id = self._history.create_conversation(owner, _title(message)).id
-            self._history.append_message(owner, conversation_id, "user", message, "complete")
+            # The question and its empty "streaming" reply in one transaction, before any token:
+            # whatever happens next, the conversation goes on alternating user, assistant.
+            reply_id = self._history.start_turn(owner, conversation_id, message)
         except BaseException:
             stream.cancel()
             raise
-        yield from self._stream(ctx, conversation_id, stream, message)
+        yield from self._stream(ctx, conversation_id, reply_id, stream, message)
 
     def _stream(
-        self, ctx: TurnContext, conversation_id: str, stream: GenerationStream, message: str
+        self,
+        ctx: TurnContext,
+        conversation_id: str,
+        reply_id: int,
+        stream: GenerationStream,
+        message: str,
     ) -> Iterator[ReplyUpdate]:
         reply = ""
         status: Status = "error"
         try:
+            # In the trail before generation: a crash cannot hide that the turn was asked.
+            self._record_request(ctx, conversation_id, message, "started")
             yield ReplyUpdate(conversation_id, "", "streaming")
+            saved_at, unsaved = self._clock(), 0
             for delta in stream:
                 reply += delta.text
+                unsaved += 1
                 yield ReplyUpdate(conversation_id, reply, "streaming")
+                if (
+                    unsaved >= SAVE_EVERY_DELTAS
+                    and self._clock() - saved_at >= SAVE_INTERVAL_SECONDS
+                ):
+                    self._save_partial(ctx, conversation_id, reply_id, reply)
+                    saved_at, unsaved = self._clock(), 0
             status = "stopped" if stream.stats.finish_reason == "cancelled" else "complete"
             yield ReplyUpdate(conversation_id, reply, status, stats=stream.stats)
         except GeneratorExit:
@@ -250,10 +297,10 @@ class ChatService:
             if status == "stopped":
                 stats.finish_reason = "cancelled"
             # A stopped or failed reply is kept too, marked as such: nothing the user saw is lost.
-            self._history.append_message(
-                ctx.user.key, conversation_id, "assistant", reply, _saved_status(status)
+            self._history.update_message(
+                ctx.user.key, conversation_id, reply_id, reply, _saved_status(status)
             )
-            self._record(ctx, conversation_id, message, stats, _saved_status(status))
+            self._record_reply(ctx, conversation_id, stats, _saved_status(status))
             if self._guards.limiter is not None and stats.completion_tokens:
                 try:
                     self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
@@ -261,14 +308,25 @@ class ChatService:
                     # The reply is saved and audited; only the quota misses it.
                     log.error("shared state unreachable: tokens not counted")
 
-    def _record(
-        self,
-        ctx: TurnContext,
-        conversation_id: str | None,
-        message: str,
-        stats: GenerationStats,
-        outcome: str,
+    def _save_partial(
+        self, ctx: TurnContext, conversation_id: str, reply_id: int, reply: str
     ) -> None:
+        try:
+            self._history.update_message(
+                ctx.user.key, conversation_id, reply_id, reply, "streaming"
+            )
+        except LookupError:
+            raise  # the conversation was deleted meanwhile: nothing left to reply into
+        except Exception:
+            # The reply goes on and the next save (at the latest the final one) tries again.
+            log.warning(
+                "partial reply not saved", extra={"conversation": conversation_id}, exc_info=True
+            )
+
+    def _record_request(
+        self, ctx: TurnContext, conversation_id: str | None, message: str, outcome: str
+    ) -> None:
+        """chat.request: "started" once the turn is saved, or why the engine refused it."""
         self._audit.record(
             AuditEvent(
                 type=CHAT_REQUEST,
@@ -279,6 +337,24 @@ class ChatService:
                 outcome=outcome,
                 details={
                     "prompt_excerpt": message[:200],  # masked by the audit trail before storage
+                    "via_token": ctx.user.via_token,
+                },
+            )
+        )
+
+    def _record_reply(
+        self, ctx: TurnContext, conversation_id: str, stats: GenerationStats, outcome: str
+    ) -> None:
+        """chat.reply: how a started turn ended, with its counts and timings."""
+        self._audit.record(
+            AuditEvent(
+                type=CHAT_REPLY,
+                actor=ctx.user.key,
+                ip=ctx.ip,
+                request_id=ctx.request_id,
+                target=conversation_id,
+                outcome=outcome,
+                details={
                     "prompt_tokens": stats.prompt_tokens,
                     "reply_tokens": stats.completion_tokens,
                     "ttft_s": stats.time_to_first_token,

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from webui.i18n import label
+from webui.i18n import label, pick_locale, text
 from webui.request_context import request_user
 
 log = logging.getLogger("chat.sidebar")
 Messages = list[dict[str, str]]
+# Replies that did not finish carry a mark (the i18n key is the status), as the live page shows
+# a stopped one.
+_MARKED = frozenset({"stopped", "interrupted"})
 
 
 @dataclass
@@ -77,7 +80,9 @@ def wire_sidebar(
         except LookupError:
             gr.Warning(label("not_found"))
             return [], None, "", ""
-        shown = [{"role": m.role, "content": m.content} for m in found.messages]
+        headers = getattr(request, "headers", None) or {}
+        locale = pick_locale(headers.get("accept-language"))
+        shown = shown_messages(found.messages, locale)
         return shown, found.id, found.title, export_links(export_base, found.id)
 
     def rename(conversation_id: str | None, title: str, request: gr.Request) -> None:
@@ -113,6 +118,18 @@ def wire_sidebar(
         delete, conversation, [chatbot, conversation, sidebar.title, sidebar.exports], **private
     ).then(refresh, listing, sidebar.conversations, **private)
     return refresh
+
+
+def shown_messages(messages: Iterable[Any], locale: str) -> Messages:
+    """Stored messages as the chatbot shows them: a reply that did not finish says so."""
+    shown = []
+    for message in messages:
+        content = message.content
+        if message.role == "assistant" and message.status in _MARKED:
+            mark = text(message.status, locale)
+            content = f"{content}\n\n{mark}" if content else mark
+        shown.append({"role": message.role, "content": content})
+    return shown
 
 
 def export_links(base: str, conversation_id: str) -> str:

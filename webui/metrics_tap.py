@@ -5,6 +5,7 @@ from __future__ import annotations
 from model.types import GenerationStats
 from store.events import (
     ACCESS_DENIED,
+    CHAT_REPLY,
     CHAT_REQUEST,
     LOGIN_REFUSED,
     LOGIN_SUCCESS,
@@ -17,11 +18,15 @@ from store.events import (
 from webui.metrics import Metrics
 
 _REFUSALS = {ACCESS_DENIED, RATE_LIMITED, TOKEN_REFUSED, PROMPT_BLOCKED}
+_ENGINE_REFUSALS = {"busy", "too_long", "shutting_down"}
 _FINISH = {"complete": "stop", "stopped": "cancelled"}
 
 
 class MetricsAuditTap:
-    """An AuditSink that records to `inner` first, then counts; a metrics bug never loses a record."""
+    """An AuditSink that records to `inner` first, then counts; a metrics bug never loses a record.
+
+    A turn is counted once: as a refusal when its chat.request says the engine refused it, else
+    from its chat.reply (a "started" chat.request only says the turn began)."""
 
     def __init__(self, inner: AuditSink, metrics: Metrics) -> None:
         self._inner = inner
@@ -37,13 +42,19 @@ class MetricsAuditTap:
             metrics.record_refusal(f"login:{event.outcome}")
         elif event.type in _REFUSALS:
             metrics.record_refusal(event.type)
-        elif event.type == CHAT_REQUEST:
+        elif event.type == CHAT_REPLY or (
+            event.type == CHAT_REQUEST and event.outcome != "started"
+        ):
             self._chat(event)
 
     def _chat(self, event: AuditEvent) -> None:
         outcome = event.outcome or "error"
-        if outcome in ("busy", "too_long", "shutting_down"):
+        if outcome in _ENGINE_REFUSALS:
             self._metrics.record_refusal(f"chat:{outcome}")
+            return
+        if outcome == "interrupted":
+            # Written by start-up recovery for a reply of a process that died; its counts died with
+            # it, and the audit trail (not this process's metrics) is where such turns are found.
             return
         if outcome == "error":
             self._metrics.record_error("engine")

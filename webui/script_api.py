@@ -18,7 +18,12 @@ def register_script_api(service: ChatService, history: History) -> None:
     def chat(
         message: str, conversation_id: str | None = None, request: gr.Request = None
     ) -> Iterator[dict[str, Any]]:
-        """Stream a reply: yields {conversation_id, reply, status, notice}. Pass conversation_id to continue."""
+        """Stream a reply: yields {conversation_id, reply, status, notice, retry_after}.
+
+        status: "streaming", then "complete", "stopped" or "error"; or, with nothing generated,
+        "rate_limited" (retry_after: seconds to wait) or "refused" (notice says why). Pass
+        conversation_id to continue a conversation.
+        """
         ctx = turn_context(request)
         with contextlib.closing(service.reply(ctx, conversation_id or None, message)) as updates:
             for update in updates:
@@ -27,6 +32,7 @@ def register_script_api(service: ChatService, history: History) -> None:
                     "reply": update.reply,
                     "status": update.status,
                     "notice": update.notice,
+                    "retry_after": update.retry_after,
                 }
 
     def list_conversations(search: str = "", request: gr.Request = None) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ def build_services(settings: Settings) -> Services:
     from store.chat_history import ChatHistory
     from store.masking import Masker
     from store.prompt_policy import PromptPolicy
+    from store.reply_recovery import ReplyRecovery
     from store.retention_job import RetentionJob
     from store.sql_session_store import SqlSessionStore
     from store.token_policy_tap import TokenPolicyTap
@@ -62,12 +63,19 @@ def build_services(settings: Settings) -> Services:
     history = ChatHistory(database, audit)
     sessions = SqlSessionStore(database)
     retention = RetentionJob(settings.retention, history, audit, sessions)
+    # Replies a killed server left "streaming" become "interrupted" (store/reply_recovery.py).
+    recovery = ReplyRecovery(
+        database,
+        audit,
+        history.live_replies,
+        timedelta(seconds=settings.generation.interrupted_after_seconds),
+    )
     shared = shared_auth_state(
         settings.limits.storage,
         settings.limits.key_prefix,
         settings.session.gradio_binding_ttl_hours,
     )
-    closers = (retention.stop, concurrency.close, database.dispose)
+    closers = (recovery.stop, retention.stop, concurrency.close, database.dispose)
     return Services(
         engine=engine,
         history=history,
@@ -84,7 +92,7 @@ def build_services(settings: Settings) -> Services:
         login_states=shared.login_states if shared else None,
         bindings=shared.bindings if shared else None,
         logout_token_ids=shared.logout_token_ids if shared else None,
-        on_start=(retention.start,),
+        on_start=(recovery.start, retention.start),
         on_close=(*closers, shared.close) if shared else closers,
     )
 

@@ -39,6 +39,8 @@ _WATCH_REPLY = """(box) => {
   window.__reply = watch;
 }"""
 
+# Gradio's toasts (gr.Warning, gr.Info): a notice from the server that is not part of the chat.
+TOASTS = "[data-testid=toast-body]"
 POLL_SECONDS = 0.05
 # A rendering unchanged this long is final (Markdown renders just after the event ends).
 SETTLE_SECONDS = 0.4
@@ -66,6 +68,14 @@ class ReplyWatch:
         """Wait until the event ended and the newest bot message stopped changing; return its text."""
         poll(self.page, "() => window.__reply.done", "reply finished", timeout)
         return settled_text(self.page.locator("#chatbot [data-testid=bot]").last, timeout)
+
+    def wait_refused(self, timeout: float = 30.0) -> str:
+        """Wait until the event ended with a notice (a toast) and no reply; return the notice."""
+        toast = self.page.locator(TOASTS).last
+        expect(toast).to_be_visible(timeout=timeout * 1000)
+        poll(self.page, "() => window.__reply.done", "refused send finished", timeout)
+        assert self.renderings() == [], f"the notice was shown as a reply: {self.renderings()}"
+        return toast.locator("[data-testid=toast-text]").inner_text().strip()
 
 
 def poll(page: Page, predicate: str, what: str, timeout: float) -> None:
@@ -139,6 +149,9 @@ class ChatPage:
     def new_chat(self) -> None:
         self.page.locator("#new-chat").click()
         expect(self.bot_messages).to_have_count(0)
+        # The chat may have been empty already (a refused message leaves it as it was); the box,
+        # which keeps a refused message, is cleared by the same event.
+        expect(self.message_box).to_have_value("")
 
     def conversation_titles(self) -> list[str]:
         return [title.strip() for title in self.conversations.all_inner_texts()]

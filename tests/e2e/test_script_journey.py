@@ -65,9 +65,13 @@ def test_script_with_personal_token_streams_beside_the_browser_and_both_are_audi
     script.start()
     wait_for(lambda: len(updates) >= 2, "the script's first partial replies")
 
-    # One reply at a time per person, whichever way they come in: the browser is told to wait.
-    early = chat.send(f"browser asks too early {marker}")
-    assert "still being generated" in early.wait_done()
+    # One reply at a time per person, whichever way they come in: the browser is told to wait, in a
+    # notice beside the chat; the message stays in the box to send again.
+    too_early = f"browser asks too early {marker}"
+    early = chat.send(too_early)
+    assert "still being generated" in early.wait_refused()
+    expect(chat.bot_messages).to_have_count(0)
+    expect(chat.message_box).to_have_value(too_early)
     script.join(timeout=60)
     assert not script.is_alive(), "the script's stream did not finish"
 
@@ -96,7 +100,14 @@ def test_script_with_personal_token_streams_beside_the_browser_and_both_are_audi
     assert set(requests) == {script_prompt, browser_prompt}, list(requests)
     assert requests[script_prompt].details_dict["via_token"] == token_name
     assert requests[browser_prompt].details_dict["via_token"] is None
-    assert requests[script_prompt].outcome == requests[browser_prompt].outcome == "complete"
+    assert requests[script_prompt].outcome == requests[browser_prompt].outcome == "started"
+    # How each turn ended is its chat.reply, on the same conversation.
+    replies = chat_app.services.audit_log.query(
+        actor=chat_app.user_key(STAFF), type="chat.reply"
+    ).records
+    ended = {r.target: r.outcome for r in replies}
+    assert ended[requests[script_prompt].target] == "complete"
+    assert ended[requests[browser_prompt].target] == "complete"
     created = chat_app.services.audit_log.query(
         actor=chat_app.user_key(STAFF), type="token.created", text=marker
     ).records

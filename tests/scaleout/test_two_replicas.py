@@ -62,7 +62,7 @@ def test_the_chat_rate_limit_counts_messages_on_both_replicas(cluster):
             assert cluster.chat(browser, replica, "within the limit")["status"] == "complete"
         for replica in (cluster.a, cluster.b):
             refused = cluster.chat(browser, replica, "one too many")
-            assert refused["status"] == "refused"
+            assert refused["status"] == "rate_limited"
             assert "too quickly" in refused["notice"]
 
 
@@ -122,6 +122,8 @@ def test_concurrent_chats_on_both_replicas_leave_one_unbroken_audit_chain(cluste
     assert len({r[1] for r in rows}) == len(rows)  # no two records claim the same predecessor
     chats = [r[4] for r in rows if r[3] == "chat.request"]
     assert chats.count(cluster.key("carol")) == 3 and chats.count(cluster.key("erin")) == 3
+    ended = [r[4] for r in rows if r[3] == "chat.reply"]  # each turn's end, whichever replica
+    assert ended.count(cluster.key("carol")) == 3 and ended.count(cluster.key("erin")) == 3
 
 
 def test_a_gradio_session_hash_belongs_to_its_first_user_on_every_replica(cluster):

@@ -134,3 +134,41 @@ def test_bad_role_or_status_is_refused(history):
     with pytest.raises(ValueError, match="status"):
         history.append_message(ALICE, conversation.id, "user", "x", status="done")
     assert history.get_conversation(ALICE, conversation.id).messages == ()
+
+
+def test_a_turn_starts_with_the_question_and_an_empty_streaming_reply(history, clock):
+    conversation = history.create_conversation(ALICE, "Durable")
+    reply_id = history.start_turn(ALICE, conversation.id, "写一首诗")
+
+    loaded = history.get_conversation(ALICE, conversation.id)
+    assert [(m.role, m.content, m.status) for m in loaded.messages] == [
+        ("user", "写一首诗", "complete"),
+        ("assistant", "", "streaming"),
+    ]
+    assert history.live_replies() == [reply_id]
+
+    clock.advance(seconds=3)
+    history.update_message(ALICE, conversation.id, reply_id, "床前", "streaming")
+    assert history.get_conversation(ALICE, conversation.id).messages[1].content == "床前"
+    assert history.live_replies() == [reply_id]  # still being written
+
+    history.update_message(ALICE, conversation.id, reply_id, "床前明月光", "complete")
+    loaded = history.get_conversation(ALICE, conversation.id)
+    assert [(m.role, m.content, m.status) for m in loaded.messages] == [
+        ("user", "写一首诗", "complete"),
+        ("assistant", "床前明月光", "complete"),
+    ]
+    assert loaded.updated_at == clock.now  # a save is activity: the list order follows it
+    assert history.live_replies() == []
+
+
+def test_update_refuses_an_unknown_status_and_a_message_of_another_conversation(history):
+    first = history.create_conversation(ALICE)
+    reply_id = history.start_turn(ALICE, first.id, "one")
+    second = history.create_conversation(ALICE)
+    with pytest.raises(ValueError, match="status"):
+        history.update_message(ALICE, first.id, reply_id, "x", "done")
+    with pytest.raises(ConversationNotFound):
+        history.update_message(ALICE, second.id, reply_id, "moved", "complete")
+    assert history.get_conversation(ALICE, first.id).messages[1].content == ""
+    assert history.live_replies() == []  # a final status ends the lease even when refused

@@ -4,6 +4,7 @@ made-up id, nothing of A's leaks or changes, and the attempt is audited."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from store.chat_history import ChatHistory, ConversationNotFound
 from store.events import NOT_FOUND
@@ -14,6 +15,9 @@ BOB = "https://idp.example|bob"
 ATTEMPTS = {
     "get": lambda h, cid: h.get_conversation(BOB, cid),
     "append": lambda h, cid: h.append_message(BOB, cid, "user", "injected"),
+    "start_turn": lambda h, cid: h.start_turn(BOB, cid, "injected"),
+    # Alice's first message has id 1 in the fresh database.
+    "update": lambda h, cid: h.update_message(BOB, cid, 1, "overwritten", "complete"),
     "rename": lambda h, cid: h.rename(BOB, cid, "pwned"),
     "delete": lambda h, cid: h.delete(BOB, cid),
     "export_markdown": lambda h, cid: h.export_markdown(BOB, cid),
@@ -80,3 +84,20 @@ def test_attempts_land_in_the_sql_audit_trail(database, clock, audit_log):
     [record] = audit_log.query(type=NOT_FOUND).records
     assert (record.actor, record.target) == (BOB, conversation.id)
     assert audit_log.verify().ok
+
+
+def test_a_foreign_message_id_cannot_be_updated_through_ones_own_conversation(
+    history, alices, database
+):
+    with database.read() as session:
+        [message_id] = session.execute(text("SELECT id FROM messages")).scalars().all()
+    assert message_id == 1  # the id ATTEMPTS["update"] aims at
+    bobs = history.create_conversation(BOB, "Bob's plans")
+
+    with pytest.raises(ConversationNotFound):
+        history.update_message(BOB, bobs.id, message_id, "overwritten", "complete")
+
+    mine = history.get_conversation(ALICE, alices.id)
+    assert [(m.content, m.status) for m in mine.messages] == [
+        ("confidential merger details", "complete")
+    ]

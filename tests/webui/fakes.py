@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ class FakeMessage:
     role: str
     content: str
     status: str
+    id: int = 0
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ConversationNotFound(LookupError):
 class MemoryHistory:
     def __init__(self) -> None:
         self.conversations: dict[str, FakeConversation] = {}
+        self._ids = itertools.count(1)
 
     def create_conversation(self, owner_key: str, title: str) -> FakeConversation:
         conversation = FakeConversation(uuid.uuid4().hex, owner_key, title)
@@ -69,8 +72,22 @@ class MemoryHistory:
         status: str = "complete",
     ) -> None:
         self.get_conversation(owner_key, conversation_id).messages.append(
-            FakeMessage(role, content, status)
+            FakeMessage(role, content, status, next(self._ids))
         )
+
+    def start_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
+        messages = self.get_conversation(owner_key, conversation_id).messages
+        user = FakeMessage("user", user_text, "complete", next(self._ids))
+        reply = FakeMessage("assistant", "", "streaming", next(self._ids))
+        messages += [user, reply]
+        return reply.id
+
+    def update_message(
+        self, owner_key: str, conversation_id: str, message_id: int, content: str, status: str
+    ) -> None:
+        conversation = self.get_conversation(owner_key, conversation_id)
+        (message,) = [m for m in conversation.messages if m.id == message_id]
+        message.content, message.status = content, status
 
 
 class FixedUserMiddleware:

@@ -260,7 +260,7 @@ def test_rate_limits_apply_to_tokens_per_user(start):
     assert first.predict("one", None, api_name="/chat")["status"] == "complete"
     assert second.predict("two", None, api_name="/chat")["status"] == "complete"
     third = second.predict("three", None, api_name="/chat")
-    assert third["status"] == "refused" and "too quickly" in third["notice"]
+    assert third["status"] == "rate_limited" and "too quickly" in third["notice"]
     assert chat.services.engine.requests and len(chat.services.engine.requests) == 2
 
 

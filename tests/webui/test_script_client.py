@@ -45,7 +45,7 @@ def test_client_streams_partial_replies_and_continues_the_conversation(chat):
 def test_too_long_message_is_refused_with_a_clear_notice(chat):
     client = client_for(chat, "alice")
     result = client.predict("x" * 9000, None, api_name="/chat")
-    assert result["status"] == "refused"
+    assert result["status"] == "refused" and result["retry_after"] is None
     assert "too long" in result["notice"]
     assert chat.services.engine.requests == []
 
@@ -69,3 +69,18 @@ def test_one_user_cannot_read_or_continue_another_users_conversation(chat):
 def test_without_a_session_the_client_cannot_even_connect(chat):
     with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error types
         Client(chat.url, verbose=False)
+
+
+def test_over_the_chat_limit_the_client_gets_rate_limited_with_a_wait(chat_server):
+    chat = chat_server(limits={"chat_per_minute": 1})
+    client = client_for(chat, "alice")
+    first = client.predict("hello", None, api_name="/chat")
+    assert (first["status"], first["retry_after"]) == ("complete", None)
+    second = client.predict("hello again", first["conversation_id"], api_name="/chat")
+    assert second["status"] == "rate_limited"
+    assert 1 <= second["retry_after"] <= 60
+    assert second["reply"] == "" and "too quickly" in second["notice"]
+    assert len(chat.services.engine.requests) == 1
+    # Other refusals stay "refused", with no wait to offer.
+    other = client_for(chat, "bob").predict("x" * 9000, None, api_name="/chat")
+    assert (other["status"], other["retry_after"]) == ("refused", None)

@@ -51,8 +51,9 @@ def test_cancelling_a_streaming_reply_ends_the_generating_thread_and_saves_it_as
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         messages = chat.services.history.get_conversation(chat.key("alice"), conversation_id)
-        if len(messages.messages) == 2:
+        if messages.messages[-1].status != "streaming":  # the final save is done
             break
         time.sleep(0.05)
+    assert [m.role for m in messages.messages] == ["user", "assistant"]
     reply = messages.messages[-1]
     assert reply.role == "assistant" and reply.status == "stopped" and reply.content
