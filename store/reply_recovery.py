@@ -24,7 +24,6 @@ dies for good is cleaned up by the others.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from sqlalchemy import or_, select, update
 
 from store.database import Database
 from store.events import CHAT_REPLY, AuditEvent, AuditSink
+from store.periodic import PeriodicJob
 from store.schema import ConversationRow, MessageRow
 
 log = logging.getLogger("chat.recovery")
@@ -62,8 +62,10 @@ class ReplyRecovery:
         self._live_replies = live_replies
         self._stale_after = stale_after
         self._clock = clock
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The first check runs in the caller: done before the server serves.
+        self._job = PeriodicJob(
+            "reply-recovery", self.check_every.total_seconds(), self.run_once, first_in_caller=True
+        )
 
     @property
     def check_every(self) -> timedelta:
@@ -130,22 +132,7 @@ class ReplyRecovery:
         return len(self.interrupt_stale())
 
     def start(self) -> None:
-        """One check now (before the server serves), then one every `check_every` in a thread."""
-        self._check()
-        self._thread = threading.Thread(target=self._loop, name="reply-recovery", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stopped.wait(self.check_every.total_seconds()):
-            self._check()
-
-    def _check(self) -> None:
-        try:
-            self.run_once()
-        except Exception:  # a failed check must not kill the job; the next one retries
-            log.exception("reply recovery check failed")
+        self._job.stop()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from store.periodic import PeriodicJob
 from store.settings import RetentionSettings
 
 log = logging.getLogger("chat.retention")
@@ -34,8 +34,7 @@ class RetentionJob:
         self._history = history
         self._audit_log = audit_log
         self._sessions = sessions
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job = PeriodicJob("retention", settings.purge_interval_hours * 3600, self.run_once)
 
     def run_once(self) -> PurgeCounts:
         counts = PurgeCounts(
@@ -46,24 +45,12 @@ class RetentionJob:
         log.info("retention purge done", extra={"counts": counts.__dict__})
         return counts
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        interval = self._settings.purge_interval_hours * 3600
-        while not self._stopped.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a failed purge must not kill the job; it retries next interval
-                log.exception("retention purge failed")
-            self._stopped.wait(interval)
-
     def _purge_sessions(self) -> int:
         purge = getattr(self._sessions, "purge_expired", None)
         return purge(datetime.now(UTC)) if purge is not None else 0
+
+    def start(self) -> None:
+        self._job.start()
+
+    def stop(self) -> None:
+        self._job.stop()

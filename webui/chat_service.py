@@ -327,40 +327,40 @@ class ChatService:
         self, ctx: TurnContext, conversation_id: str | None, message: str, outcome: str
     ) -> None:
         """chat.request: "started" once the turn is saved, or why the engine refused it."""
-        self._audit.record(
-            AuditEvent(
-                type=CHAT_REQUEST,
-                actor=ctx.user.key,
-                ip=ctx.ip,
-                request_id=ctx.request_id,
-                target=conversation_id,
-                outcome=outcome,
-                details={
-                    "prompt_excerpt": message[:200],  # masked by the audit trail before storage
-                    "via_token": ctx.user.via_token,
-                },
-            )
-        )
+        # The excerpt is masked by the audit trail before storage.
+        details = {"prompt_excerpt": message[:200], "via_token": ctx.user.via_token}
+        self._record(ctx, CHAT_REQUEST, conversation_id, outcome, details)
 
     def _record_reply(
         self, ctx: TurnContext, conversation_id: str, stats: GenerationStats, outcome: str
     ) -> None:
         """chat.reply: how a started turn ended, with its counts and timings."""
+        details = {
+            "prompt_tokens": stats.prompt_tokens,
+            "reply_tokens": stats.completion_tokens,
+            "ttft_s": stats.time_to_first_token,
+            "total_s": round(stats.total_time, 3),
+            "via_token": ctx.user.via_token,
+        }
+        self._record(ctx, CHAT_REPLY, conversation_id, outcome, details)
+
+    def _record(
+        self,
+        ctx: TurnContext,
+        type_: str,
+        conversation_id: str | None,
+        outcome: str,
+        details: dict[str, Any],
+    ) -> None:
         self._audit.record(
             AuditEvent(
-                type=CHAT_REPLY,
+                type=type_,
                 actor=ctx.user.key,
                 ip=ctx.ip,
                 request_id=ctx.request_id,
                 target=conversation_id,
                 outcome=outcome,
-                details={
-                    "prompt_tokens": stats.prompt_tokens,
-                    "reply_tokens": stats.completion_tokens,
-                    "ttft_s": stats.time_to_first_token,
-                    "total_s": round(stats.total_time, 3),
-                    "via_token": ctx.user.via_token,
-                },
+                details=details,
             )
         )
 
