@@ -22,7 +22,7 @@ from auth.network_settings import AccessSettings, LimitSettings
 from auth.settings import OidcSettings, SessionSettings
 from model.openai_settings import OpenAISettings
 from model.settings import GenerationSettings, ModelSettings
-from store.settings import DatabaseSettings, PolicySettings, RetentionSettings
+from store.settings import AuditSettings, DatabaseSettings, PolicySettings, RetentionSettings
 from webui.settings import ServerSettings, UISettings
 
 
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     database: DatabaseSettings = DatabaseSettings()
     retention: RetentionSettings = RetentionSettings()
+    audit: AuditSettings = AuditSettings()
     policy: PolicySettings = PolicySettings()
     api: ApiSettings = ApiSettings()
     openai: OpenAISettings = OpenAISettings()

@@ -28,12 +28,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub.add_parser("serve", help="run the server (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     audit = sub.add_parser("audit", help="audit trail tools")
-    audit.add_argument("action", choices=["verify"], help="verify: check the hash chain")
+    audit.add_argument(
+        "action",
+        choices=["verify", "keygen"],
+        help="verify: check the chain, signatures and checkpoints; keygen: print a new signing key",
+    )
+    audit.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="trust only this public key (base64, PEM, or a file); repeat for rotated keys",
+    )
+    audit.add_argument(
+        "--checkpoints",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="checkpoint file to compare with the database (default: audit.checkpoint_file)",
+    )
+    audit.add_argument("--database-url", help="the database to verify (overrides [database] url)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "audit" and args.action == "keygen":
+        from store.audit_cli import keygen
+
+        return keygen()  # needs no settings: it only makes a key
     # Imports are here, not at module level: `--help` stays instant and nothing loads by accident.
     from config import SettingsError, load_settings
     from webui.json_logging import configure_logging
@@ -45,18 +69,26 @@ def main(argv: list[str] | None = None) -> int:
         overrides["server"] = server
     if args.demo:
         overrides["model"] = {"source": "tiny-random"}
+    if args.command == "audit" and args.database_url:
+        overrides["database"] = {"url": args.database_url}
     try:
         settings = load_settings(args.settings, **overrides)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
 
+    if args.command == "audit":
+        from store.audit_cli import verify_command
+
+        # Without the web stack: an auditor's machine needs only the database and public keys.
+        return verify_command(
+            settings.database.url, settings.audit, args.public_key, args.checkpoints
+        )
+
     from webui import wiring
 
     if args.command == "migrate":
         return wiring.migrate_command(settings)
-    if args.command == "audit":
-        return wiring.audit_verify_command(settings)
     return serve(settings)
 
 

@@ -1,4 +1,4 @@
-"""Refuse to start with auth settings that would be unsafe, with one line that says what to fix."""
+"""Refuse to start with auth or audit settings that would be unsafe, with one line that says what to fix."""
 
 from __future__ import annotations
 
@@ -77,3 +77,21 @@ def validate_auth_settings(settings: Settings) -> None:
         problem = _weak(key, MIN_SESSION_KEY_CHARS)
         if problem:
             raise ValueError(f"session.secret_keys[{index}] is {problem}; use a random value")
+
+
+def validate_audit_settings(settings: Settings) -> None:
+    """In production, raise ValueError (one line) unless the audit trail is signed and checkpointed:
+    without both, whoever administers the database can rewrite it unnoticed (docs/audit.md)."""
+    if settings.environment != "production":
+        return
+    audit = settings.audit
+    if not audit.signing_keys and audit.signing_key_file is None:
+        raise ValueError(
+            "audit.signing_keys is missing; create a key with `python launch.py audit keygen` and set "
+            "CHAT_AUDIT__SIGNING_KEYS='[\"<private key>\"]' or audit.signing_key_file"
+        )
+    if audit.checkpoint_file is None:
+        raise ValueError(
+            "audit.checkpoint_file is missing; set it to an append-only file on another volume or host "
+            "(CHAT_AUDIT__CHECKPOINT_FILE)"
+        )

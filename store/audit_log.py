@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,8 @@ from store.audit_chain import (
     verify_chain,
 )
 from store.audit_export import records_to_csv
+from store.audit_keys import AuditSigner, AuditVerifier
+from store.audit_signatures import SignatureWalk, sign_record
 from store.database import Database
 from store.events import RETENTION_PURGED, AuditEvent
 from store.like import LIKE_ESCAPE, contains_pattern
@@ -53,30 +55,63 @@ class AuditPage:
 
 
 class AuditLog:
-    """Implements AuditSink. A failed write raises: an audit trail that silently drops records is worse."""
+    """Implements AuditSink. A failed write raises: an audit trail that silently drops records is worse.
+
+    With a `signer`, every record carries an Ed25519 signature of its chain hash (store/audit_keys.py).
+    """
 
     def __init__(
         self,
         database: Database,
         masker: Masker | None = None,
         clock: Callable[[], datetime] = utc_now,
+        signer: AuditSigner | None = None,
     ) -> None:
         self._db = database
         self._masker = masker or Masker()
         self._clock = clock
+        self._signer = signer
 
     def record(self, event: AuditEvent) -> None:
         with self._db.write() as session:
             self._append(session, event, mask=True)
 
-    def verify(self) -> VerifyResult:
+    def verify(
+        self, verifier: AuditVerifier | None = None, signed_from: int | None = None
+    ) -> VerifyResult:
+        """Walk the whole chain; with a verifier, also every signature (see SignatureWalk)."""
+        walk = SignatureWalk(verifier, signed_from) if verifier is not None else None
         with self._db.read() as session:
             head = session.get_one(AuditHeadRow, _HEAD_ID)
             head_id, head_hash = head.last_id, head.last_hash
             rows = session.execute(
                 select(AuditRow.__table__).order_by(AuditRow.id).execution_options(yield_per=1000)
             )
-            return verify_chain(rows, head_id, head_hash)
+            return verify_chain(rows, head_id, head_hash, walk)
+
+    def head(self) -> tuple[int, str]:
+        """The newest record's id and hash, as the head row has them."""
+        with self._db.read() as session:
+            head = session.get_one(AuditHeadRow, _HEAD_ID)
+            return head.last_id, head.last_hash
+
+    def first_signed_id(self) -> int | None:
+        with self._db.read() as session:
+            return session.scalar(
+                select(func.min(AuditRow.id)).where(AuditRow.signature.is_not(None))
+            )
+
+    def hashes(self, ids: Iterable[int]) -> dict[int, str]:
+        """The stored hash of each of `ids` that still exists."""
+        wanted, found = sorted(set(ids)), {}
+        with self._db.read() as session:
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                rows = session.execute(
+                    select(AuditRow.id, AuditRow.hash).where(AuditRow.id.in_(batch))
+                )
+                found.update({row.id: row.hash for row in rows})
+        return found
 
     def query(
         self,
@@ -171,6 +206,8 @@ class AuditLog:
             prev_hash=head.last_hash,
         )
         row.hash = record_hash(row)
+        if self._signer is not None:
+            row.key_id, row.signature = sign_record(self._signer, row.hash)
         session.add(row)
         head.last_id, head.last_hash = row.id, row.hash
         session.flush()

@@ -98,6 +98,9 @@ class AuditRow(Base):
     details: Mapped[str] = mapped_column(Text)  # canonical JSON text, already masked
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Ed25519 signature of `hash` (base64) and the signing key's id; NULL when written without a key.
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    signature: Mapped[str | None] = mapped_column(String(88))
 
 
 class AuditHeadRow(Base):

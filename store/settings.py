@@ -1,10 +1,11 @@
-"""Settings sections for the database, retention and the prompt policy / masking rules."""
+"""Settings sections for the database, retention, the audit keys and the prompt policy / masking rules."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 def compile_patterns(patterns: tuple[str, ...], key: str) -> tuple[re.Pattern[str], ...]:
@@ -47,6 +48,24 @@ class RetentionSettings(BaseModel):
     )  # conversations untouched this long are deleted; 0 = keep
     audit_days: int = Field(default=730, ge=0)  # audit records older than this are purged; 0 = keep
     purge_interval_hours: int = Field(default=24, ge=1)
+
+
+class AuditSettings(BaseModel):
+    """Signing keys and external checkpoints for the audit trail (docs/audit.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Ed25519 private keys, newest first (PEM or base64 of the raw 32 bytes): the first signs, all
+    # verify. From the environment only: CHAT_AUDIT__SIGNING_KEYS='["<key>"]'.
+    signing_keys: tuple[SecretStr, ...] = ()
+    # A file holding one private key (e.g. a mounted secret); it signs, ahead of signing_keys.
+    signing_key_file: Path | None = None
+    # Public keys of retired signing keys, so records they signed still verify.
+    verify_public_keys: tuple[str, ...] = ()
+    # Signed chain heads are appended here (another volume or host); one JSON object per line.
+    checkpoint_file: Path | None = None
+    checkpoint_interval_seconds: int = Field(default=60, ge=1)
+    checkpoint_every_records: int = Field(default=1000, ge=1)
 
 
 class PolicySettings(BaseModel):

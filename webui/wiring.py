@@ -27,9 +27,10 @@ def build_services(settings: Settings) -> Services:
     from auth.rate_limits import RateLimiter
     from auth.redis_state import shared_auth_state
     from auth.service_accounts import service_account_authenticator
-    from auth.startup_checks import validate_auth_settings
+    from auth.startup_checks import validate_audit_settings, validate_auth_settings
     from auth.user_concurrency import UserConcurrency
     from store.api_tokens import ApiTokenStore
+    from store.audit_keys import audit_keys
     from store.audit_log import AuditLog
     from store.chat_history import ChatHistory
     from store.masking import Masker
@@ -41,10 +42,17 @@ def build_services(settings: Settings) -> Services:
 
     try:
         validate_auth_settings(settings)
+        validate_audit_settings(settings)
+        keys = audit_keys(settings.audit)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    if keys.signer is None and settings.audit.checkpoint_file is not None:
+        raise StartupError("audit.checkpoint_file needs a signing key (audit.signing_keys)")
+    if keys.signer is None:
+        log.warning("audit records are written unsigned: no audit signing key (docs/audit.md)")
     database = _database(settings)
-    audit = AuditLog(database, Masker(settings.policy.mask_patterns))
+    audit = AuditLog(database, Masker(settings.policy.mask_patterns), signer=keys.signer)
+    checkpoints = _checkpoint_job(settings, audit, keys.signer)
     engine = _engine(settings)
     tokens = ApiTokenStore(database, _utc_now)
     try:
@@ -75,7 +83,14 @@ def build_services(settings: Settings) -> Services:
         settings.limits.key_prefix,
         settings.session.gradio_binding_ttl_hours,
     )
-    closers = (recovery.stop, retention.stop, concurrency.close, database.dispose)
+    # The checkpoint job stops after the jobs that write audit records: its last checkpoint covers them.
+    closers = (
+        recovery.stop,
+        retention.stop,
+        *(job.stop for job in checkpoints),
+        concurrency.close,
+        database.dispose,
+    )
     return Services(
         engine=engine,
         history=history,
@@ -92,9 +107,25 @@ def build_services(settings: Settings) -> Services:
         login_states=shared.login_states if shared else None,
         bindings=shared.bindings if shared else None,
         logout_token_ids=shared.logout_token_ids if shared else None,
-        on_start=(recovery.start, retention.start),
+        on_start=(recovery.start, retention.start, *(job.start for job in checkpoints)),
         on_close=(*closers, shared.close) if shared else closers,
     )
+
+
+def _checkpoint_job(settings: Settings, audit, signer) -> tuple:
+    """The job that signs the chain head now and then (none without a signing key)."""
+    from store.checkpoint_job import CheckpointJob
+
+    if signer is None:
+        return ()
+    job = CheckpointJob(
+        audit,
+        signer,
+        settings.audit.checkpoint_file,
+        interval_seconds=settings.audit.checkpoint_interval_seconds,
+        every_records=settings.audit.checkpoint_every_records,
+    )
+    return (job,)
 
 
 def _engine(settings: Settings):
@@ -142,9 +173,3 @@ def migrate_command(settings: Settings) -> int:
     database.dispose()
     print("database schema is up to date")
     return 0
-
-
-def audit_verify_command(settings: Settings) -> int:
-    from store.audit_cli import verify_audit
-
-    return verify_audit(settings.database.url)

@@ -25,6 +25,7 @@ import httpx
 import oidc_provider_mock
 import werkzeug.serving
 
+from store.audit_keys import generate_private_key_text, load_private_key, public_key_text
 from store.database import create_database, migrate
 from tests.backends import REDIS_URL, postgres_schema, postgres_url, redis_namespace
 from tests.live_server import free_port
@@ -42,6 +43,8 @@ class Cluster:
     issuer: str
     database_url: str
     schema: str
+    audit_public_key: str
+    checkpoint_files: tuple[Path, ...]
 
     def key(self, user: str) -> str:
         return f"{self.issuer}|{user}"
@@ -184,7 +187,10 @@ def two_replicas(log_dir: Path, chat_per_minute: int) -> Iterator[Cluster]:
         database_url = postgres_url(schema)
         prefix = stack.enter_context(redis_namespace("scaleout"))
         issuer = stack.enter_context(identity_provider())
+        audit_key = generate_private_key_text()
+        checkpoint_files = {name: log_dir / f"checkpoints-{name}.jsonl" for name in ("a", "b")}
         shared = {
+            "audit_key": audit_key,
             "public_url": a,
             "issuer": issuer,
             "client_secret": secrets.token_urlsafe(24),
@@ -197,8 +203,18 @@ def two_replicas(log_dir: Path, chat_per_minute: int) -> Iterator[Cluster]:
         started = []
         for name, port, url in (("a", port_a, a), ("b", port_b, b)):
             log_path = log_dir / f"replica-{name}.log"
-            process = stack.enter_context(replica(ReplicaConfig(port=port, **shared), log_path))
+            config = ReplicaConfig(port=port, checkpoint_file=str(checkpoint_files[name]), **shared)
+            process = stack.enter_context(replica(config, log_path))
             started.append((url, process, log_path))
         for url, process, log_path in started:
             wait_until_ready(url, process, log_path)
-        yield Cluster(a=a, b=b, issuer=issuer, database_url=database_url, schema=schema)
+        public = public_key_text(load_private_key(audit_key, "test").public_key())
+        yield Cluster(
+            a=a,
+            b=b,
+            issuer=issuer,
+            database_url=database_url,
+            schema=schema,
+            audit_public_key=public,
+            checkpoint_files=tuple(checkpoint_files.values()),
+        )

@@ -24,6 +24,8 @@ class ReplicaConfig:
     redis_url: str
     key_prefix: str
     chat_per_minute: int
+    audit_key: str  # the same signing key on every replica
+    checkpoint_file: str  # each replica's own
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -46,6 +48,11 @@ def settings_for(config: ReplicaConfig):
             "storage": config.redis_url,
             "key_prefix": config.key_prefix,
             "chat_per_minute": config.chat_per_minute,
+        },
+        audit={
+            "signing_keys": [config.audit_key],
+            "checkpoint_file": config.checkpoint_file,
+            "checkpoint_interval_seconds": 1,
         },
     )
 

@@ -3,7 +3,9 @@ what a user does on one replica holds on the other."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +13,8 @@ import psycopg
 import pytest
 
 from store.audit_cli import verify_audit
+from store.audit_keys import audit_keys
+from store.settings import AuditSettings
 from tests.backends import POSTGRES_DSN
 from tests.scaleout.cluster import Cluster, two_replicas
 
@@ -124,6 +128,34 @@ def test_concurrent_chats_on_both_replicas_leave_one_unbroken_audit_chain(cluste
     assert chats.count(cluster.key("carol")) == 3 and chats.count(cluster.key("erin")) == 3
     ended = [r[4] for r in rows if r[3] == "chat.reply"]  # each turn's end, whichever replica
     assert ended.count(cluster.key("carol")) == 3 and ended.count(cluster.key("erin")) == 3
+
+
+def test_both_replicas_sign_the_shared_chain_and_each_writes_checkpoints(cluster):
+    with cluster.browser() as browser:
+        cluster.login(browser, "lou", start=cluster.a, finish=cluster.b)
+        for replica in (cluster.a, cluster.b):
+            assert cluster.chat(browser, replica, "signed")["status"] == "complete"
+    with psycopg.connect(POSTGRES_DSN) as conn:
+        conn.execute(f'SET search_path TO "{cluster.schema}"')
+        head = conn.execute("SELECT last_id FROM audit_head").fetchone()[0]
+        unsigned = conn.execute("SELECT count(*) FROM audit_log WHERE signature IS NULL")
+        assert unsigned.fetchone()[0] == 0
+    # Each replica checkpoints within its 1 s interval; both vouch for the final head.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(
+        _checkpointed(path) >= head for path in cluster.checkpoint_files
+    ):
+        time.sleep(0.2)
+    assert [_checkpointed(path) >= head for path in cluster.checkpoint_files] == [True, True]
+    keys = audit_keys(AuditSettings(), [cluster.audit_public_key])
+    assert verify_audit(cluster.database_url, keys, cluster.checkpoint_files) == 0
+
+
+def _checkpointed(path) -> int:
+    """The newest record id a checkpoint file vouches for (0 if none yet)."""
+    if not path.exists():
+        return 0
+    return max((json.loads(line)["last_id"] for line in path.read_text().splitlines()), default=0)
 
 
 def test_a_gradio_session_hash_belongs_to_its_first_user_on_every_replica(cluster):
