@@ -1,12 +1,12 @@
 # syntax=docker/dockerfile:1
 # Company Chat: CPU-only image. Build: docker build -t company-chat .
-# Run (production needs your IdP and secrets; see README):
+# Run (production needs your IdP and secrets; see docs/operations.md):
 #   docker run -p 7860:7860 -v chat-data:/app/data --env-file chat.env company-chat
 FROM python:3.11-slim
 
-# glibc's malloc keeps its default mmap threshold: a fixed MALLOC_MMAP_THRESHOLD_=1048576 (used
-# before bf16 KV) saved ~50 MB of peak RSS but made every prompt's activations fresh page-faulted
-# mappings, +50% time to first token (bench/engine_bench.py, README "Speed").
+# glibc's malloc keeps its default mmap threshold: a fixed MALLOC_MMAP_THRESHOLD_=1048576 saves
+# ~50 MB of peak RSS but makes every prompt's activations fresh page-faulted mappings, +50% time
+# to first token (bench/engine_bench.py, docs/performance.md).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -14,10 +14,10 @@ and bounded in MB, per-user keys (its block sharing matches prompts across users
 channel), per-request sampling values, and cancellation checked at every step.
 
 All torch work runs on this one thread (see threaded_engine's docstring on OpenMP teams). It
-starts with the first request and waits for work between bursts until the engine closes: a thread
-started per burst paid for a new OpenMP team and per-thread buffers on its first prompt, 222 ->
-193 ms to the first token of a 128-token prompt sent after 0.5 s idle (medians of 12, two
-alternating processes each, AMD EPYC). It hands the memory a batch freed back to the OS when the
+starts with the first request and waits for work between bursts until the engine closes, because
+a thread started per burst pays for a new OpenMP team and per-thread buffers on its first prompt:
+222 against 193 ms to the first token of a 128-token prompt sent after 0.5 s idle (medians of 12,
+two alternating processes each, AMD EPYC). It hands the memory a batch freed back to the OS when the
 batch is over.
 """
 
@@ -205,8 +205,8 @@ class DecodeScheduler:
         """Prefill a joining job and hand it its first token; its row and KV if it goes on.
 
         A prompt longer than the chunk is prefilled a chunk at a time, yielding between chunks:
-        one user's long prompt (seconds of prefill) no longer stops every running reply for all
-        of it, only for a chunk's worth; a cancel is honoured between chunks too."""
+        one user's long prompt (seconds of prefill) stops the running replies for a chunk's worth,
+        not for all of it; a cancel is honoured between chunks too."""
         if job.cancelled.is_set():
             job.done.set()
             return None

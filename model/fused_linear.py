@@ -43,7 +43,7 @@ class FusedLinear(nn.Module):
         self.linear = linear
         self._parts = parts
         # A plain object, not module attributes: nn.Module's __setattr__ (it checks for parameters,
-        # buffers and submodules) took ~9 us a call, five calls per product, 48 products a step.
+        # buffers and submodules) costs ~9 us a call, five calls per product, 48 products a step.
         self._memo = _Memo()
 
     def columns(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ engine's own prefill, bench/quality.py; GPL-3 / Apache-2.0 / a Chinese text):
   +1.17%: the Chinese text misses the 1% goal, and activation and weight rounding each cost about
   half of that;
 - the two roundings per token (this module): +0.48% / +0.13% / +0.63%, what int8 weights alone
-  cost. Unrotated, the same was +0.48% / +1.04% / +0.59%; blocks of 32, +0.53% / +0.38% / +0.76%.
+  cost. Unrotated, the same is +0.48% / +1.04% / +0.59%; blocks of 32, +0.53% / +0.38% / +0.76%.
 Decoding a token is bound by reading the weights, and two rows cost what one does there; a
 prompt's products are bound by arithmetic and cost about twice (on oneDNN with AMX, 56 ms for
 a 128-token prompt's 96 block products, twice the rows included).

@@ -15,10 +15,10 @@ an AMD EPYC, 8 streams of 64 tokens after 128-token prompts: peak RSS 1,287-1,38
 (4 runs), 1,147-1,155 MB with 32 MB (5 runs; 96 MB: 1,177-1,252), for up to ~5% of the 8
 streams' throughput (4.7% in one test of 6 interleaved pairs, nothing measurable in another; 96 MB:
 ~2%): what a trim releases comes back through page faults.
-A lone row's regrowths are not counted, nor its buffers when it leaves: they left ~50 MB behind
-over a reply, and trimming after lone replies slowed the next prompt (model.decode_scheduler).
-Counted, a lone reply after 1,500 tokens of conversation ended with ~9 trims (28-51 ms, against
-0.2-0.6 ms without, 8 replies each on an AMD EPYC) while its caller's next message waited.
+A lone row's regrowths are not counted, nor its buffers when it leaves: they leave ~50 MB behind
+over a reply, and trimming after lone replies slows the next prompt (model.decode_scheduler).
+Counting them, a lone reply after 1,500 tokens of conversation would end with ~9 trims (28-51 ms,
+against 0.2-0.6 ms without, 8 replies each on an AMD EPYC) while its caller's next message waits.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ over the same modules: the fused products are called once and split, the rest is
 own code (the RMSNorm modules, rotary embedding, causal mask, attention function the model is
 configured with), in transformers' order, so the numbers are the same bit for bit
 (tests/model/test_lean_forward.py compares logits and cache with the stock forward).
-Measured on the Qwen1.5-0.5B shape, int8, 2 threads (Intel Xeon, AVX512-VNNI): see README Speed.
+Measured on the Qwen1.5-0.5B shape, int8, 2 threads (Intel Xeon, AVX512-VNNI): see docs/performance.md.
 
 Only what this covers is taken over: a Qwen2ForCausalLM whose every layer is full attention, with
 SDPA attention (transformers' or model.kv_dtype's), in inference. Anything else (another

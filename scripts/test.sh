@@ -9,4 +9,5 @@ if [ -x tests/e2e/install.sh ]; then tests/e2e/install.sh; fi
 export HF_HUB_DISABLE_IMPLICIT_TOKEN=1 GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/python scripts/check_links.py
 exec .venv/bin/python -m pytest -q "$@"
