@@ -14,6 +14,7 @@ from store.database import Database, create_database, migrate
 from store.events import MemoryAuditSink
 from store.masking import Masker
 from tests.backends import postgres_schema, postgres_url
+from tests.store.audit_forger import KeyPair, signed_log
 
 
 class FakeClock:
@@ -81,3 +82,15 @@ def history(database: Database, audit_sink: MemoryAuditSink, clock: FakeClock) -
 @pytest.fixture
 def audit_log(database: Database, clock: FakeClock) -> AuditLog:
     return AuditLog(database, Masker(), clock)
+
+
+@pytest.fixture
+def key() -> KeyPair:
+    """A fresh audit signing key pair (the forger never has it)."""
+    return KeyPair.new()
+
+
+@pytest.fixture
+def log(database: Database, key: KeyPair, clock: FakeClock) -> AuditLog:
+    """An audit log that signs its records with `key`."""
+    return signed_log(database, key.keys(), clock)

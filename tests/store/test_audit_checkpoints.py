@@ -12,10 +12,8 @@ import pytest
 
 from store.audit_checkpoints import CHECKPOINT_TYPE, parse_line
 from store.audit_cli import verify_audit
-from store.audit_log import AuditLog
 from store.database import create_database
 from tests.store.audit_forger import (
-    KeyPair,
     SteppedMonotonic,
     checkpoint_job,
     fill,
@@ -23,16 +21,6 @@ from tests.store.audit_forger import (
     truncate_after,
     verifier,
 )
-
-
-@pytest.fixture
-def key() -> KeyPair:
-    return KeyPair.new()
-
-
-@pytest.fixture
-def log(database, key, clock) -> AuditLog:
-    return signed_log(database, key.keys(), clock)
 
 
 @pytest.fixture

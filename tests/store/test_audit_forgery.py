@@ -28,16 +28,6 @@ from tests.store.audit_forger import (
 
 
 @pytest.fixture
-def key() -> KeyPair:
-    return KeyPair.new()
-
-
-@pytest.fixture
-def log(database, key, clock) -> AuditLog:
-    return signed_log(database, key.keys(), clock)
-
-
-@pytest.fixture
 def checkpoints(tmp_path):
     return tmp_path / "elsewhere" / "audit-checkpoints.jsonl"
 
