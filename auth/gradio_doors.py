@@ -11,11 +11,12 @@ and `/run`, media streams, component_server, monitoring, run history and the res
          /assets/*, /static/*,
          /gradio_api/info
     POST /gradio_api/queue/join        body, required             handed out: bound to the caller
-    GET  /gradio_api/queue/data        query, required            -
+    GET  /gradio_api/queue/data        query, required, joined    -
     GET  /gradio_api/heartbeat/{hash}  path                       -
     POST /gradio_api/cancel            body, required             body: must be the caller's
     POST /gradio_api/reset             -                          body: must be the caller's
 
+("joined": Gradio's queue holds messages for the session, i.e. it has joined.)
 A session hash is the caller's if nobody else used it first (auth.gradio_binding); an event id is
 the caller's if Gradio handed it to them. Anything else is refused with 403 and audited. Bodies are
 parsed within auth.json_body's limits and checked for the shape Gradio indexes into without checking
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -143,6 +144,10 @@ class GradioDoor:
             hashes.append(None)
         for session_hash in hashes:
             await self._claim(_valid_hash(session_hash), user)
+        if kind == "data" and hashes[0] not in _queued_sessions(self._blocks):
+            # Gradio answers this with a 404 raised after its event stream has started: a broken
+            # response and an exception. Nothing can arrive for a session that never joined.
+            raise Refused(404, "not_found", "Nothing is queued for this session: join first.")
         if kind == "join":
             _check_call(self._blocks, body)
         if kind in ("cancel", "reset"):
@@ -262,6 +267,11 @@ def _session_functions(blocks: Any, session_hash: str) -> Mapping[int, Any]:
     state = blocks.state_holder.session_data.get(session_hash)
     config = state.blocks_config if state is not None else blocks.default_config
     return config.fns
+
+
+def _queued_sessions(blocks: Any) -> Container[str]:
+    """Session hashes Gradio 6.31's queue holds messages for (created by queue/join)."""
+    return blocks._queue.pending_messages_per_session
 
 
 def _event_id(body: bytes) -> str | None:

@@ -285,6 +285,8 @@ def test_bodies_past_the_json_limits_get_400(chat, path, body, capfd):
         ("GET", "/gradio_api/queue/data?session_hash=", {}, 400),
         ("GET", "/gradio_api/queue/data", {}, 400),
         ("GET", "/gradio_api/queue/data?session_hash=a&session_hash=b", {}, 400),
+        # Never joined: Gradio raised its 404 after the event stream had started.
+        ("GET", "/gradio_api/queue/data?session_hash=never-joined", {}, 404),
         ("GET", "/gradio_api/heartbeat/a%20b", {}, 400),
         ("GET", "/gradio_api/queue/join", {}, 405),
         ("POST", "/gradio_api/cancel", {"json": {"session_hash": "t1", "fn_index": 1}}, 400),
