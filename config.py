@@ -18,8 +18,8 @@ from pydantic_settings import (
 )
 
 from auth.api_settings import ApiSettings
-from auth.network_settings import AccessSettings, LimitSettings
 from auth.settings import OidcSettings, SessionSettings
+from guards.settings import AccessSettings, LimitSettings
 from model.openai_settings import OpenAISettings
 from model.settings import GenerationSettings, ModelSettings
 from store.settings import AuditSettings, DatabaseSettings, PolicySettings, RetentionSettings

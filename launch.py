@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "audit" and args.action == "keygen":
-        from store.audit_cli import keygen
+        from store.cli import keygen
 
         return keygen()  # needs no settings: it only makes a key
     # Imports are here, not at module level: `--help` stays instant and nothing loads by accident.
@@ -78,40 +78,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "audit":
-        from store.audit_cli import verify_command
+        from store.cli import verify_command
 
         # Without the web stack: an auditor's machine needs only the database and public keys.
         return verify_command(
             settings.database.url, settings.audit, args.public_key, args.checkpoints
         )
 
-    from webui import wiring
-
     if args.command == "migrate":
-        return wiring.migrate_command(settings)
+        from store.cli import migrate_command
+
+        return migrate_command(settings.database)
     return serve(settings)
 
 
 def serve(settings) -> int:
     import uvicorn
 
-    from webui import wiring
-    from webui.app import create_app
+    from app_factory import StartupError, build_services, create_app
 
     GracefulServer = _graceful_server_class()
 
     try:
-        services = wiring.build_services(settings)
-    except wiring.StartupError as exc:
+        services = build_services(settings)
+        app = create_app(settings, services)
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, services)
     log.info("listening", extra={"host": settings.server.host, "port": settings.server.port})
     config = uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
-        proxy_headers=False,  # the client address is decided in one place: auth.client_ip
+        proxy_headers=False,  # the client address is decided in one place: guards.client_ip
         server_header=False,
         log_config=None,  # keep our JSON logging
         timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,

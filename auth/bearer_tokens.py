@@ -19,10 +19,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth.client_ip import client_ip, parse_ip
-from auth.identity import User
+from core.audit import TOKEN_REFUSED, AuditEvent, AuditSink
+from core.identity import User
+from guards.client_ip import client_ip, parse_ip
 from store.api_tokens import TOKEN_PREFIX, ApiToken
-from store.events import TOKEN_REFUSED, AuditEvent, AuditSink
 
 log = logging.getLogger("chat.auth")
 
@@ -45,7 +45,7 @@ class CredentialRefused(Exception):
 
 
 class CredentialRefusalMiddleware:
-    """Answer CredentialRefused from the gate's authenticators; add it right after install_auth."""
+    """Answer CredentialRefused from the gate's authenticators; place it just outside the gate."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -19,7 +19,7 @@ and `/run`, media streams, component_server, monitoring, run history and the res
 ("joined": Gradio's queue holds messages for the session, i.e. it has joined.)
 A session hash is the caller's if nobody else used it first (auth.gradio_binding); an event id is
 the caller's if Gradio handed it to them. Anything else is refused with 403 and audited. Bodies are
-parsed within auth.json_body's limits and checked for the shape Gradio indexes into without checking
+parsed within guards.json_body's limits and checked for the shape Gradio indexes into without checking
 (the session hash, the function index, the number of inputs), so malformed input is a 4xx here, never
 an exception inside Gradio.
 """
@@ -38,12 +38,12 @@ import anyio
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.app_path import app_path
-from auth.client_ip import client_ip
 from auth.gradio_binding import SessionHashBindings
-from auth.identity import User
-from auth.json_body import MAX_BYTES, BadJson, parse_json
-from store.events import ACCESS_DENIED, AuditEvent, AuditSink
+from core.app_path import app_path
+from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
+from core.identity import User
+from guards.client_ip import client_ip
+from guards.json_body import MAX_BYTES, BadJson, parse_json
 
 log = logging.getLogger("chat.gradio")
 
@@ -284,7 +284,7 @@ def _event_id(body: bytes) -> str | None:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    """The whole request body; past auth.json_body.MAX_BYTES it is refused."""
+    """The whole request body; past guards.json_body.MAX_BYTES it is refused."""
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auth.identity import User
 from auth.settings import OidcSettings
+from core.identity import User
 
 
 @dataclass(frozen=True)

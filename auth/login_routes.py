@@ -7,7 +7,7 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -15,8 +15,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from auth.auth_pages import auth_page
-from auth.client_ip import client_ip
-from auth.identity import User
 from auth.login_policy import LoginRefusal, evaluate_login
 from auth.login_state import LoginState, LoginStateStore
 from auth.oidc_provider import OidcConfigurationError, OidcProvider
@@ -24,7 +22,7 @@ from auth.safe_redirect import safe_next_path
 from auth.session_manager import SessionManager
 from auth.settings import OidcSettings
 from auth.token_checks import TokenRefused, TokenVerifier
-from store.events import (
+from core.audit import (
     ACCESS_DENIED,
     LOGIN_REFUSED,
     LOGIN_SUCCESS,
@@ -33,6 +31,8 @@ from store.events import (
     AuditEvent,
     AuditSink,
 )
+from core.identity import User
+from guards.client_ip import client_ip
 
 log = logging.getLogger("chat.auth")
 
@@ -55,6 +55,20 @@ def _state(request: Request) -> dict[str, Any]:
     return request.scope.setdefault("state", {})
 
 
+def _request_id(request: Request) -> str | None:
+    return _state(request).get("request_id")
+
+
+class TokenPolicy(Protocol):
+    """Brings a verified person's API tokens in line with this login's decision (store.token_policy)."""
+
+    def logged_in(
+        self, user_key: str, is_admin: bool, ip: str | None, request_id: str | None
+    ) -> None: ...
+
+    def refused(self, user_key: str, ip: str | None, request_id: str | None) -> None: ...
+
+
 class OidcLogin:
     """Holds the relying party's collaborators; `provider` and `verifier` arrive at start-up."""
 
@@ -67,6 +81,7 @@ class OidcLogin:
         states: LoginStateStore,
         audit: AuditSink,
         clock: Callable[[], datetime],
+        token_policy: TokenPolicy | None = None,
     ) -> None:
         self._oidc = oidc
         self._base_url = base_url
@@ -75,6 +90,7 @@ class OidcLogin:
         self._states = states
         self._audit = audit
         self._clock = clock
+        self._token_policy = token_policy
         self.provider: OidcProvider | None = None
         self.verifier: TokenVerifier | None = None
 
@@ -177,6 +193,10 @@ class OidcLogin:
             actor=decision.key,
             outcome="admin" if decision.is_admin else "user",
         )
+        if self._token_policy is not None:
+            self._token_policy.logged_in(
+                decision.key, decision.is_admin, client_ip(request.scope), _request_id(request)
+            )
         log.info("login success", extra={"actor": decision.key, "admin": decision.is_admin})
         response = RedirectResponse(self._base_url + pending.next_path, 302)
         response.headers["Cache-Control"] = "no-store"
@@ -295,6 +315,8 @@ class OidcLogin:
     ) -> Response:
         """No session; an audit record and a log line; a page that says why."""
         self._record(request, LOGIN_REFUSED, actor=actor, outcome=reason)
+        if actor is not None and self._token_policy is not None:  # a verified person was refused
+            self._token_policy.refused(actor, client_ip(request.scope), _request_id(request))
         log.warning("login refused: %s", reason, extra={"reason": reason, "idp_error": detail})
         text = message or _PROTOCOL_MESSAGES.get(
             reason, f"The sign-in could not be verified ({reason}). " + _RETRY

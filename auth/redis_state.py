@@ -20,9 +20,8 @@ import redis
 
 from auth.gradio_binding import SessionHashBindings
 from auth.login_state import LoginState, LoginStateStore
-from auth.redis_client import connect
-from auth.shared_state import reaches_shared_state
 from auth.token_checks import OneTimeIds
+from core.shared_state import connect, reaches_shared_state
 
 # Bind on first use, refresh the owner's TTL, refuse anyone else: one atomic round trip per request.
 _CLAIM = """
@@ -134,7 +133,7 @@ class RedisOneTimeIds:
 
 @dataclass(frozen=True)
 class SharedAuthState:
-    """The Redis-backed stores install_auth and the token verifier take; `close` at shutdown."""
+    """The Redis-backed stores build_auth and the token verifier take; `close` at shutdown."""
 
     login_states: LoginStateStore
     bindings: SessionHashBindings

@@ -17,9 +17,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.app_path import app_path
-from auth.identity import User
 from auth.session_manager import SessionManager
+from core.app_path import app_path
+from core.identity import User
 
 log = logging.getLogger("chat.auth")
 

@@ -15,12 +15,12 @@ from starlette.requests import HTTPConnection
 
 from auth.api_settings import ApiSettings
 from auth.bearer_tokens import CredentialRefused, RefusalRecorder, bearer_credential, looks_like_jwt
-from auth.identity import User
 from auth.login_policy import claim_at
 from auth.oidc_provider import OidcProvider
 from auth.settings import OidcSettings
 from auth.token_checks import JwksFetcher, TokenRefused, TokenVerifier
-from store.events import AuditSink
+from core.audit import AuditSink
+from core.identity import User
 
 _MESSAGES = {
     "expired": "This access token has expired. Request a new one from the identity provider.",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from itsdangerous import BadSignature, Signer
 from starlette.responses import Response
 
-from config import Settings
+from auth.settings import SessionSettings
 
 log = logging.getLogger("chat.auth")
 
@@ -29,12 +29,12 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-def session_keys(settings: Settings) -> list[str]:
+def session_keys(session: SessionSettings, *, production: bool) -> list[str]:
     """Configured keys (newest first); in development without keys, one ephemeral random key."""
-    keys = [key.get_secret_value() for key in settings.session.secret_keys]
+    keys = [key.get_secret_value() for key in session.secret_keys]
     if keys:
         return keys
-    if settings.environment == "production":
+    if production:
         raise ValueError(
             "session.secret_keys is required in production (CHAT_SESSION__SECRET_KEYS)"
         )

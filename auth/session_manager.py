@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from auth.identity import User
 from auth.session_cookie import SessionCookie, new_session_id
-from auth.session_store import Session, SessionStore
+from core.identity import User
+from core.sessions import Session, SessionStore
 
 
 class SessionManager:

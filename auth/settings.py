@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 # Asymmetric algorithms only: "none" and HMAC (which a public key could be abused to forge) are refused.
@@ -76,3 +78,13 @@ class SessionSettings(BaseModel):
     cookie_name: str = Field(default="chat_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # How long a Gradio session hash stays bound to the user who first used it.
     gradio_binding_ttl_hours: int = Field(default=24, ge=1)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What auth needs to know of the deployment, taken from [server] and `environment` by the root."""
+
+    base_url: str  # public_url + root_path: where the IdP sends the browser back
+    host: str  # the bind address: the development login refuses anything but loopback
+    https: bool  # session cookies are Secure
+    production: bool

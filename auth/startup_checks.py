@@ -1,11 +1,11 @@
-"""Refuse to start with auth or audit settings that would be unsafe, with one line that says what to fix."""
+"""Refuse to start with auth settings that would be unsafe, with one line that says what to fix."""
 
 from __future__ import annotations
 
 from pydantic import SecretStr
 
 from auth.embedded_idp import is_loopback_host
-from config import Settings
+from auth.settings import OidcSettings, SessionSettings, Site
 
 MIN_CLIENT_SECRET_CHARS = 16
 MIN_SESSION_KEY_CHARS = 32
@@ -41,17 +41,17 @@ def _weak(secret: SecretStr | None, minimum: int) -> str | None:
     return None
 
 
-def validate_auth_settings(settings: Settings) -> None:
+def validate_auth_settings(oidc: OidcSettings, session: SessionSettings, site: Site) -> None:
     """Raise ValueError (one line) if these auth settings must not run in this environment."""
-    oidc, production = settings.oidc, settings.environment == "production"
+    production = site.production
     if oidc.embedded:
         if production:
             raise ValueError(
                 'oidc.issuer = "embedded" is a development login; set CHAT_OIDC__ISSUER to your IdP in production'
             )
-        if not is_loopback_host(settings.server.host):
+        if not is_loopback_host(site.host):
             raise ValueError(
-                f'oidc.issuer = "embedded" refuses to run on non-loopback server.host {settings.server.host!r}; '
+                f'oidc.issuer = "embedded" refuses to run on non-loopback server.host {site.host!r}; '
                 "bind 127.0.0.1 or configure a real IdP"
             )
         return
@@ -59,7 +59,7 @@ def validate_auth_settings(settings: Settings) -> None:
         return
     if not oidc.issuer.startswith("https://"):
         raise ValueError("oidc.issuer must be an https:// URL in production")
-    if not settings.server.https:
+    if not site.https:
         raise ValueError(
             "server.public_url must be https:// in production (session cookies would travel in clear)"
         )
@@ -68,30 +68,12 @@ def validate_auth_settings(settings: Settings) -> None:
     problem = _weak(oidc.client_secret, MIN_CLIENT_SECRET_CHARS)
     if problem:
         raise ValueError(f"oidc.client_secret is {problem}; set CHAT_OIDC__CLIENT_SECRET")
-    if not settings.session.secret_keys:
+    if not session.secret_keys:
         raise ValueError(
             "session.secret_keys is missing; set CHAT_SESSION__SECRET_KEYS='[\"<random 32+ chars>\"]' "
             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
-    for index, key in enumerate(settings.session.secret_keys):
+    for index, key in enumerate(session.secret_keys):
         problem = _weak(key, MIN_SESSION_KEY_CHARS)
         if problem:
             raise ValueError(f"session.secret_keys[{index}] is {problem}; use a random value")
-
-
-def validate_audit_settings(settings: Settings) -> None:
-    """In production, raise ValueError (one line) unless the audit trail is signed and checkpointed:
-    without both, whoever administers the database can rewrite it unnoticed (docs/audit.md)."""
-    if settings.environment != "production":
-        return
-    audit = settings.audit
-    if not audit.signing_keys and audit.signing_key_file is None:
-        raise ValueError(
-            "audit.signing_keys is missing; create a key with `python launch.py audit keygen` and set "
-            "CHAT_AUDIT__SIGNING_KEYS='[\"<private key>\"]' or audit.signing_key_file"
-        )
-    if audit.checkpoint_file is None:
-        raise ValueError(
-            "audit.checkpoint_file is missing; set it to an append-only file on another volume or host "
-            "(CHAT_AUDIT__CHECKPOINT_FILE)"
-        )

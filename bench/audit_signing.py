@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from core.audit import CHAT_REQUEST, AuditEvent
 from store.audit_keys import RECORD_CONTEXT, audit_keys, generate_private_key_text
 from store.audit_log import AuditLog
 from store.database import create_database, migrate
-from store.events import CHAT_REQUEST, AuditEvent
 from store.settings import AuditSettings
 
 EVENT = AuditEvent(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from auth.identity import User
+from core.identity import User
 from store.database import Database
 from store.schema import ApiTokenRow
 

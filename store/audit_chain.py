@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core.audit import RETENTION_PURGED
 from store.audit_signatures import SignatureWalk
-from store.events import RETENTION_PURGED
 from store.schema import GENESIS_HASH
 
 AUDIT_SCOPE = "audit"  # details["scope"] of a checkpoint written by the audit purge

@@ -149,6 +149,23 @@ def audit_keys(settings: AuditSettings, extra_public: Iterable[str] | None = Non
     )
 
 
+def validate_audit_settings(audit: AuditSettings, *, production: bool) -> None:
+    """In production, raise ValueError (one line) unless the audit trail is signed and checkpointed:
+    without both, whoever administers the database can rewrite it unnoticed (docs/audit.md)."""
+    if not production:
+        return
+    if not audit.signing_keys and audit.signing_key_file is None:
+        raise ValueError(
+            "audit.signing_keys is missing; create a key with `python launch.py audit keygen` and set "
+            "CHAT_AUDIT__SIGNING_KEYS='[\"<private key>\"]' or audit.signing_key_file"
+        )
+    if audit.checkpoint_file is None:
+        raise ValueError(
+            "audit.checkpoint_file is missing; set it to an append-only file on another volume or host "
+            "(CHAT_AUDIT__CHECKPOINT_FILE)"
+        )
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.audit import RETENTION_PURGED, AuditEvent
 from store.audit_chain import (
     AUDIT_SCOPE,
     AuditRecord,
@@ -23,7 +24,6 @@ from store.audit_export import records_to_csv
 from store.audit_keys import AuditSigner, AuditVerifier
 from store.audit_signatures import SignatureWalk, sign_record
 from store.database import Database
-from store.events import RETENTION_PURGED, AuditEvent
 from store.like import LIKE_ESCAPE, contains_pattern
 from store.masking import Masker
 from store.schema import AuditHeadRow, AuditRow

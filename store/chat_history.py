@@ -12,6 +12,7 @@ from typing import NoReturn
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.audit import NOT_FOUND, RETENTION_PURGED, AuditEvent, AuditSink
 from store.conversation import (
     DEFAULT_TITLE,
     ROLES,
@@ -26,7 +27,6 @@ from store.conversation import (
 )
 from store.conversation_export import to_json, to_markdown
 from store.database import Database
-from store.events import NOT_FOUND, RETENTION_PURGED, AuditEvent, AuditSink
 from store.like import LIKE_ESCAPE, contains_pattern
 from store.schema import ConversationRow, MessageRow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.settings import DatabaseSettings
+
+log = logging.getLogger("chat.store")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -94,6 +98,33 @@ def alembic_config(database: Database) -> Config:
     config.set_main_option("path_separator", "os")
     config.attributes["engine"] = database.engine
     return config
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used at start-up; the message says what to fix (no stack trace)."""
+
+
+def open_database(settings: DatabaseSettings, *, migrate_now: bool = False) -> Database:
+    """The configured database, migrated if asked or configured; refuses one without tables."""
+    database = create_database(settings.url)
+    try:
+        if settings.migrate_on_start or migrate_now:
+            migrate(database)
+        elif not database.has_schema():
+            raise DatabaseUnavailable(
+                "the database has no tables: run `python launch.py migrate` first"
+            )
+    except DatabaseUnavailable:
+        database.dispose()
+        raise
+    except Exception as exc:  # connection refused, bad credentials, ...
+        database.dispose()
+        log.debug("database start-up failed", exc_info=True)
+        raise DatabaseUnavailable(
+            f"cannot use the database ({type(exc).__name__}); check [database] url "
+            "(or CHAT_DATABASE__URL) and that the server is reachable"
+        ) from None
+    return database
 
 
 def migrate(database: Database, revision: str = "head") -> None:

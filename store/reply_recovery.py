@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
+from core.audit import CHAT_REPLY, AuditEvent, AuditSink
 from store.database import Database
-from store.events import CHAT_REPLY, AuditEvent, AuditSink
 from store.periodic import PeriodicJob
 from store.schema import ConversationRow, MessageRow
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, or_, select, update
 
-from auth.identity import User
-from auth.session_store import Session
+from core.identity import User
+from core.sessions import Session
 from store.database import Database
 from store.schema import SessionRow
 
@@ -25,7 +25,7 @@ def id_hash(session_id: str) -> str:
 
 
 class SqlSessionStore:
-    """Implements auth.session_store.SessionStore. get() returns expired sessions too; callers check
+    """Implements core.sessions.SessionStore. get() returns expired sessions too; callers check
     Session.expired(now), as with MemorySessionStore; purge_expired() removes them."""
 
     def __init__(

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from auth.identity import User
-from auth.session_store import Session, SessionStore
-from store.events import (
+from core.audit import (
     ADMIN_AUDIT_EXPORTED,
     ADMIN_AUDIT_VIEWED,
     ADMIN_SESSION_REVOKED,
     TOKEN_REVOKED,
     AuditSink,
 )
+from core.identity import User
+from core.sessions import Session, SessionStore
 from webui.caller_audit import admin_refusal, record_action, record_refusal
 
 

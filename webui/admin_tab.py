@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 
 import gradio as gr
 
-from store.events import EVENT_TYPES
+from core.audit import EVENT_TYPES
 from webui.admin_service import (
     AdminContext,
     AdminRefused,

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from auth.identity import User
-from store.events import ACCESS_DENIED, AuditEvent, AuditSink
+from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
+from core.identity import User
 
 log = logging.getLogger("chat.refusals")
 

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from auth.identity import User
-from auth.rate_limits import Limited
-from auth.shared_state import SharedStateUnavailable
-from auth.user_concurrency import GenerationInProgress
+from core.identity import User
+from guards.rate_limits import Limited
+from core.shared_state import SharedStateUnavailable
+from guards.user_concurrency import GenerationInProgress
 from model.engine import (
     Engine,
     EngineBusy,
@@ -24,7 +24,7 @@ from model.engine import (
 )
 from model.settings import GenerationSettings
 from model.types import ChatMessage, GenerationRequest, GenerationStats
-from store.events import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
+from core.audit import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
 from webui.i18n import text
 
 log = logging.getLogger("chat.service")
@@ -68,7 +68,7 @@ class TurnContext:
 
 
 class Limiter(Protocol):
-    """auth.rate_limits.RateLimiter: decisions are Allowed or Limited(retry_after)."""
+    """guards.rate_limits.RateLimiter: decisions are Allowed or Limited(retry_after)."""
 
     def hit_chat(self, user_key: str, ip: str | None = None) -> Any: ...
 
@@ -83,7 +83,7 @@ class TurnGuards:
 
     policy: Any = None  # store.prompt_policy.PromptPolicy
     limiter: Limiter | None = None
-    concurrency: Any = None  # auth.user_concurrency.UserConcurrency
+    concurrency: Any = None  # guards.user_concurrency.UserConcurrency
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from auth.identity import User
+from core.identity import User
 from webui.admin_service import (
     AdminContext,
     AdminRefused,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model.types import GenerationStats
-from store.events import (
+from core.audit import (
     ACCESS_DENIED,
     CHAT_REPLY,
     CHAT_REQUEST,

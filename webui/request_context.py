@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from auth.request_user import current_user, request_state_of
+from core.request_facts import current_user, request_state_of
 from webui.chat_service import TurnContext
 from webui.i18n import pick_locale
 

@@ -10,7 +10,7 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from auth.request_user import NotAuthenticated, csrf_token
+from core.request_facts import NotAuthenticated, csrf_token
 from webui.i18n import pick_locale, text
 
 _PAGE = """<!doctype html>

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from auth.bearer_tokens import CredentialRefusalMiddleware
 from auth.route_gate import RequestAuthenticator
-from auth.session_store import MemorySessionStore
-from store.events import MemoryAuditSink
+from core.audit import MemoryAuditSink
+from core.sessions import MemorySessionStore
 from tests.auth.conftest import build_app, make_settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +13,13 @@ import pytest
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from auth.identity import User
-from auth.install import AuthComponents, install_auth
-from auth.request_user import csrf_token, current_user
-from auth.session_store import MemorySessionStore
+from app_factory import site_of
+from auth.assembly import AuthParts, build_auth
 from config import Settings
-from store.events import MemoryAuditSink
+from core.audit import MemoryAuditSink
+from core.identity import User
+from core.request_facts import csrf_token, current_user
+from core.sessions import MemorySessionStore
 from tests.auth.fake_idp import FakeIdp
 from tests.live_server import free_port, live_server
 
@@ -47,7 +48,7 @@ class ChatUnderTest:
     settings: Settings
     audit: MemoryAuditSink
     store: MemorySessionStore
-    auth: AuthComponents
+    auth: AuthParts
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=10, **kwargs)
@@ -66,9 +67,22 @@ def make_settings(port: int, issuer: str, **sections: dict[str, Any]) -> Setting
     return Settings(server=server, oidc=oidc, session=session, **sections)
 
 
+def auth_app(settings: Settings, **kw: Any) -> tuple[FastAPI, AuthParts]:
+    """An app holding only the auth routes behind the gate, started and stopped by its lifespan."""
+    auth = build_auth(settings.oidc, settings.session, site_of(settings), **kw)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await auth.start()
+        yield
+        await auth.stop()
+
+    return FastAPI(routes=auth.routes, middleware=[auth.gate], lifespan=lifespan), auth
+
+
 def build_app(settings: Settings, audit: MemoryAuditSink, store: MemorySessionStore, **kw: Any):
     """A small FastAPI app with one protected route that reports the caller."""
-    app = FastAPI()
+    app, components = auth_app(settings, sessions=store, audit=audit, **kw)
 
     @app.get("/whoami")
     async def whoami(request: Request) -> dict[str, Any]:
@@ -83,7 +97,6 @@ def build_app(settings: Settings, audit: MemoryAuditSink, store: MemorySessionSt
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    components = install_auth(app, settings, sessions=store, audit=audit, **kw)
     return app, components
 
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 
 from auth.bearer_tokens import PersonalTokenAuthenticator
-from auth.identity import User
+from core.audit import TOKEN_REFUSED, MemoryAuditSink
+from core.identity import User
 from store.api_tokens import TOKEN_PREFIX, ApiTokenStore
 from store.database import create_database, migrate
-from store.events import TOKEN_REFUSED, MemoryAuditSink
 from tests.auth.bearer_app import Clock, gated_app
 from tests.auth.loopback_server import client_from, serve
 

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from app_factory import site_of
 from auth.startup_checks import validate_auth_settings
 from tests.auth.conftest import make_settings
 
@@ -143,7 +144,7 @@ def test_logout_token_in_header_is_accepted(embedded):
 def test_embedded_provider_refuses_non_loopback_bind_and_production():
     settings = make_settings(7860, "embedded", server={"host": "0.0.0.0"})
     with pytest.raises(ValueError, match="non-loopback"):
-        validate_auth_settings(settings)
+        validate_auth_settings(settings.oidc, settings.session, site_of(settings))
     settings = make_settings(7860, "embedded", environment="production")
     with pytest.raises(ValueError, match="development login"):
-        validate_auth_settings(settings)
+        validate_auth_settings(settings.oidc, settings.session, site_of(settings))

@@ -14,12 +14,12 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from auth.assembly import PUBLIC_ROUTES, AuthParts
 from auth.gradio_doors import guard_gradio_mount
-from auth.install import PUBLIC_ROUTES, AuthComponents, install_auth
-from auth.request_user import current_user
-from auth.session_store import MemorySessionStore
-from store.events import MemoryAuditSink
-from tests.auth.conftest import ALICE, BOB, make_settings
+from core.audit import MemoryAuditSink
+from core.request_facts import current_user
+from core.sessions import MemorySessionStore
+from tests.auth.conftest import ALICE, BOB, auth_app, make_settings
 from tests.live_server import free_port, live_server
 
 BROWSER = {"accept": "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate"}
@@ -30,7 +30,7 @@ SCRIPT = {"accept": "application/json"}
 class GradioChat:
     base: str
     app: FastAPI
-    auth: AuthComponents
+    auth: AuthParts
     audit: MemoryAuditSink
 
     def client_for(self, user) -> httpx.Client:
@@ -52,13 +52,12 @@ def gradio_chat(fake_idp_server) -> Iterator[GradioChat]:
     port = free_port()
     settings = make_settings(port, fake_idp_server.issuer)
     audit = MemoryAuditSink()
-    app = FastAPI()
+    app, auth = auth_app(settings, sessions=MemorySessionStore(), audit=audit)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    auth = install_auth(app, settings, sessions=MemorySessionStore(), audit=audit)
     with gr.Blocks() as page:
         box = gr.Textbox()
         out = gr.Textbox()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from auth.identity import User
 from auth.login_policy import LoginRefusal, claim_at, evaluate_login
 from auth.settings import OidcSettings
+from core.identity import User
 from tests.auth.conftest import login
 from tests.auth.fake_idp import LoginPlan
 

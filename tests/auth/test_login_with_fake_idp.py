@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from auth.oidc_provider import OidcConfigurationError, OidcProvider
-from auth.session_store import MemorySessionStore
-from store.events import MemoryAuditSink
+from core.audit import MemoryAuditSink
+from core.sessions import MemorySessionStore
 from tests.auth.conftest import build_app, login, make_settings, run
 from tests.auth.fake_idp import DROP, LoginPlan
 
@@ -169,3 +169,31 @@ def test_tokens_after_a_refused_login_still_need_a_fresh_flow(chat_app, fake_idp
         login(client)
         fake_idp.next_login = LoginPlan()
         assert login(client).status_code == 200  # a new, honest flow works afterwards
+
+
+class TokenPolicyCalls:
+    """Records what the login flow asks of the token policy (the real one is tested in store)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def logged_in(self, user_key, is_admin, ip, request_id) -> None:
+        self.calls.append(("logged_in", user_key, is_admin))
+
+    def refused(self, user_key, ip, request_id) -> None:
+        self.calls.append(("refused", user_key))
+
+
+def test_the_login_flow_calls_the_token_policy_for_verified_people_only(chat_app, fake_idp):
+    policy = TokenPolicyCalls()
+    chat = chat_app(oidc={"allowed_groups": ["staff"]}, auth_kwargs={"token_policy": policy})
+    alice = f"{fake_idp.issuer}|alice-sub"
+    with chat.client() as client:
+        assert login(client).status_code == 200
+    fake_idp.next_login = LoginPlan(claims={"sub": "alice-sub", "groups": ["contractors"]})
+    with chat.client() as client:
+        assert login(client).status_code == 403
+    fake_idp.next_login = LoginPlan(id_token_overrides={"aud": "other"})
+    with chat.client() as client:
+        assert login(client).status_code == 400  # nobody verified: no one's tokens touched
+    assert policy.calls == [("logged_in", alice, False), ("refused", alice)]

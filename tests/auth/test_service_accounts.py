@@ -14,7 +14,7 @@ from auth.api_settings import ApiSettings
 from auth.bearer_tokens import PersonalTokenAuthenticator
 from auth.service_accounts import service_account_authenticator
 from auth.settings import OidcSettings
-from store.events import TOKEN_REFUSED, MemoryAuditSink
+from core.audit import TOKEN_REFUSED, MemoryAuditSink
 from tests.auth.bearer_app import Clock, gated_app
 from tests.auth.fake_idp import DROP, FakeIdp, _apply
 from tests.auth.loopback_server import serve

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 from starlette.responses import Response
 
-from auth.session_store import MemorySessionStore
-from store.events import MemoryAuditSink
+from core.audit import MemoryAuditSink
+from core.sessions import MemorySessionStore
 from tests.auth.conftest import ALICE, SESSION_KEY, build_app, make_settings, plant_session
 
 

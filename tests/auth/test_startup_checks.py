@@ -6,12 +6,21 @@ import logging
 
 import pytest
 
+from app_factory import site_of
 from auth.session_cookie import session_keys
 from auth.startup_checks import validate_auth_settings
 from tests.auth.conftest import make_settings
 
 GOOD_SECRET = "Zq8v-3kP_w9yT2mB7nX4cR6d"
 GOOD_KEY = "mN3q-Xv8_Lp2Rz7Tb5Wc9Yd4Fh6Jk1Gs0Ae"
+
+
+def check(settings) -> None:
+    validate_auth_settings(settings.oidc, settings.session, site_of(settings))
+
+
+def keys_of(settings) -> list[str]:
+    return session_keys(settings.session, production=settings.environment == "production")
 
 
 def production(**sections):
@@ -27,7 +36,7 @@ def production(**sections):
 
 
 def test_a_sound_production_configuration_passes():
-    validate_auth_settings(production())
+    check(production())
 
 
 @pytest.mark.parametrize(
@@ -50,23 +59,23 @@ def test_a_sound_production_configuration_passes():
 )
 def test_unsafe_production_settings_stop_start_up(sections, message):
     with pytest.raises(ValueError, match=r"^[^\n]+$") as refused:
-        validate_auth_settings(production(**sections))
+        check(production(**sections))
     assert message in str(refused.value)
     assert GOOD_SECRET not in str(refused.value)
 
 
 def test_production_without_keys_never_falls_back_to_a_key():
     with pytest.raises(ValueError, match="secret_keys"):
-        session_keys(production(session={"secret_keys": []}))
+        keys_of(production(session={"secret_keys": []}))
 
 
 def test_development_without_keys_uses_a_random_key_and_warns(caplog):
     settings = make_settings(7860, "https://idp.example", session={"secret_keys": []})
     with caplog.at_level(logging.WARNING, "chat.auth"):
-        first, second = session_keys(settings), session_keys(settings)
+        first, second = keys_of(settings), keys_of(settings)
     assert first != second and len(first[0]) >= 48
     assert "ephemeral random key" in caplog.text
-    validate_auth_settings(settings)
+    check(settings)
 
 
 def test_id_token_algorithms_refuse_none_and_hmac():

@@ -1,4 +1,4 @@
-"""The chat app as the journeys meet it: built by `webui.wiring.build_services` from settings that point
+"""The chat app as the journeys meet it: built by `app_factory.build_services` from settings that point
 at the node IdP, a throw-away PostgreSQL schema, a Redis key namespace and the tiny random model.
 
 The same wiring launch.py uses, served by uvicorn on a loopback port; the one change is the pace
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app_factory import Services, build_services, create_app
 from config import Settings
 from model.engine import Engine, GenerationStream
 from model.types import GenerationRequest, TextDelta
@@ -23,8 +24,6 @@ from tests.backends import REDIS_URL, postgres_schema, postgres_url, redis_names
 from tests.e2e.harness import IdpAccount, IdpClient
 from tests.live_server import live_server
 from tests.server_errors import ServerErrorWatch
-from webui.app import Services, create_app
-from webui.wiring import build_services
 
 SCOPES = ("openid", "email", "profile", "groups")
 POST_LOGOUT_PATH = "/logged-out"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 from playwright.sync_api import Page, expect
 
-from store.events import SESSION_REVOKED
+from core.audit import SESSION_REVOKED
 from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_pages import sign_in_to_chat
 from tests.e2e.harness import STAFF, Idp

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from store.events import LOGIN_REFUSED
+from core.audit import LOGIN_REFUSED
 from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_pages import sign_in_to_chat
 from tests.e2e.harness import OUTSIDER, STAFF, Idp

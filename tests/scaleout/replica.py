@@ -60,15 +60,13 @@ def settings_for(config: ReplicaConfig):
 def main(argv: list[str]) -> int:
     import uvicorn
 
+    from app_factory import build_services, create_app
     from model.fake_engine import FakeEngine
-    from webui import wiring
-    from webui.app import create_app
 
     logging.basicConfig(level=logging.WARNING)
     config = ReplicaConfig(**json.loads(argv[1]))
     settings = settings_for(config)
-    wiring._engine = lambda _settings: FakeEngine(delay=0.005)  # no model in this test
-    services = wiring.build_services(settings)
+    services = build_services(settings, engine=FakeEngine(delay=0.005))  # no model here
     assert services.bindings is not None, "the replicas must share Redis"
     app = create_app(settings, services)
     server = uvicorn.Server(

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from store.audit_cli import verify_audit
 from store.audit_keys import audit_keys
+from store.cli import verify_audit
 from store.settings import AuditSettings
 from tests.backends import POSTGRES_DSN
 from tests.scaleout.cluster import Cluster, two_replicas

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy import select, text
 
+from core.audit import CHAT_REQUEST, AuditEvent
 from store.audit_chain import record_hash
 from store.audit_keys import (
     AuditKeys,
@@ -25,7 +26,6 @@ from store.audit_keys import (
 from store.audit_log import AuditLog
 from store.checkpoint_job import CheckpointJob
 from store.database import Database
-from store.events import CHAT_REQUEST, AuditEvent
 from store.masking import Masker
 from store.schema import AuditRow
 from store.settings import AuditSettings

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.audit import MemoryAuditSink
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import Database, create_database, migrate
-from store.events import MemoryAuditSink
 from store.masking import Masker
 from tests.backends import postgres_schema, postgres_url
 from tests.store.audit_forger import KeyPair, signed_log

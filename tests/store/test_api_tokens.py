@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from auth.identity import User
+from core.identity import User
 from store.api_tokens import TOKEN_PREFIX, ApiTokenStore, looks_like_token, secret_hash
 
 ALICE = User("https://idp.example", "alice", "alice@example.com", "Alice", ("staff",))

@@ -8,11 +8,11 @@ import threading
 import pytest
 from sqlalchemy import text
 
+from core.audit import CHAT_REQUEST, LOGIN_SUCCESS, AuditEvent
 from store.audit_chain import record_hash
-from store.audit_cli import verify_audit
 from store.audit_log import AuditLog
+from store.cli import verify_audit
 from store.database import create_database, migrate
-from store.events import CHAT_REQUEST, LOGIN_SUCCESS, AuditEvent
 from store.schema import GENESIS_HASH
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from store.audit_checkpoints import CHECKPOINT_TYPE, parse_line
-from store.audit_cli import verify_audit
+from store.cli import verify_audit
 from store.database import create_database
 from tests.store.audit_forger import (
     SteppedMonotonic,

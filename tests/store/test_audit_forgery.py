@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from store.audit_cli import verify_audit
 from store.audit_keys import audit_keys
 from store.audit_log import AuditLog
+from store.cli import verify_audit
 from store.masking import Masker
 from store.settings import AuditSettings
 from tests.store.audit_forger import (

@@ -14,14 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
-from auth.startup_checks import validate_audit_settings
-from config import Settings
 from store.audit_keys import (
     AuditKeyError,
     audit_keys,
     key_id,
     load_private_key,
     load_public_key,
+    validate_audit_settings,
 )
 from store.database import create_database
 from store.settings import AuditSettings
@@ -89,20 +88,23 @@ def test_a_public_key_given_to_an_auditor_replaces_the_configured_keys_and_reads
     assert keys.verifier.key_ids == (auditor.keys().signer.key_id,)
 
 
-def production_settings(**audit) -> Settings:
-    return Settings(environment="production", audit=audit)
+def production_settings(**audit) -> AuditSettings:
+    return AuditSettings(**audit)
 
 
 def test_production_refuses_an_unsigned_or_uncheckpointed_trail(tmp_path):
     pair = KeyPair.new()
     with pytest.raises(ValueError, match=r"audit\.signing_keys is missing.*audit keygen"):
-        validate_audit_settings(production_settings(checkpoint_file=tmp_path / "c"))
+        validate_audit_settings(
+            production_settings(checkpoint_file=tmp_path / "c"), production=True
+        )
     with pytest.raises(ValueError, match=r"audit\.checkpoint_file is missing"):
-        validate_audit_settings(production_settings(signing_keys=[pair.private]))
+        validate_audit_settings(production_settings(signing_keys=[pair.private]), production=True)
     validate_audit_settings(
-        production_settings(signing_keys=[pair.private], checkpoint_file=tmp_path / "c")
+        production_settings(signing_keys=[pair.private], checkpoint_file=tmp_path / "c"),
+        production=True,
     )
-    validate_audit_settings(Settings(environment="development"))  # development may run unsigned
+    validate_audit_settings(AuditSettings(), production=False)  # development may run unsigned
 
 
 def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

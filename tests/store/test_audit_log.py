@@ -6,8 +6,8 @@ import csv
 import io
 from datetime import timedelta
 
+from core.audit import CHAT_REQUEST, LOGIN_REFUSED, LOGIN_SUCCESS, AuditEvent
 from store.audit_log import AuditFilters
-from store.events import CHAT_REQUEST, LOGIN_REFUSED, LOGIN_SUCCESS, AuditEvent
 
 ALICE = "https://idp.example|alice"
 BOB = "https://idp.example|bob"

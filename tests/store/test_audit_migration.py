@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect, text
 
+from core.audit import CHAT_REQUEST, AuditEvent
 from store.audit_log import AuditLog
 from store.database import alembic_config, migrate
-from store.events import CHAT_REQUEST, AuditEvent
 from tests.store.audit_forger import KeyPair
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from core.audit import NOT_FOUND
 from store.chat_history import ChatHistory, ConversationNotFound
-from store.events import NOT_FOUND
 
 ALICE = "https://idp.example|alice"
 BOB = "https://idp.example|bob"

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
+from core.audit import CHAT_REPLY
 from store.chat_history import ChatHistory
-from store.events import CHAT_REPLY
 from store.reply_recovery import ReplyRecovery
 
 ALICE = "https://idp.example|alice"

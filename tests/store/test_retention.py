@@ -9,9 +9,9 @@ import pytest
 import time_machine
 from sqlalchemy import text
 
+from core.audit import CHAT_REQUEST, RETENTION_PURGED, AuditEvent
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory, ConversationNotFound
-from store.events import CHAT_REQUEST, RETENTION_PURGED, AuditEvent
 
 ALICE = "https://idp.example|alice"
 

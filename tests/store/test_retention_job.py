@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import time_machine
 
+from core.audit import RETENTION_PURGED, AuditEvent
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import create_database, migrate
-from store.events import RETENTION_PURGED, AuditEvent
 from store.retention_job import RetentionJob
 from store.settings import RetentionSettings
 from store.sql_session_store import SqlSessionStore

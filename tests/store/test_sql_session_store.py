@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from auth.identity import User
-from auth.session_store import Session
+from core.identity import User
+from core.sessions import Session
 from store.database import create_database
 from store.sql_session_store import SqlSessionStore
 

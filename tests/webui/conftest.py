@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app_factory import Services, create_app
 from auth.bearer_tokens import PersonalTokenAuthenticator
-from auth.rate_limits import RateLimiter
-from auth.user_concurrency import UserConcurrency
 from config import Settings
+from guards.rate_limits import RateLimiter
+from guards.user_concurrency import UserConcurrency
 from model.engine import Engine
 from model.fake_engine import FakeEngine
 from store.api_tokens import ApiTokenStore
@@ -25,7 +26,6 @@ from store.prompt_policy import PromptPolicy
 from store.sql_session_store import SqlSessionStore
 from tests.live_server import free_port, live_server
 from tests.server_errors import ServerErrorWatch
-from webui.app import Services, create_app
 
 SESSION_KEY = "k" * 40
 

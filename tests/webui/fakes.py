@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth.identity import User
+from core.identity import User
 
 
 @dataclass

@@ -14,23 +14,23 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from app_factory import Services, create_app
 from auth.api_settings import ApiSettings
 from auth.bearer_tokens import CredentialRefusalMiddleware, PersonalTokenAuthenticator
-from auth.identity import User
-from auth.rate_limits import RateLimiter
 from auth.service_accounts import AccessTokenVerifier, ServiceAccountAuthenticator
-from auth.user_concurrency import UserConcurrency
 from config import Settings
+from core.audit import CHAT_REQUEST, TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED
+from core.identity import User
+from guards.rate_limits import RateLimiter
+from guards.user_concurrency import UserConcurrency
 from model.fake_engine import FakeEngine
 from store.api_tokens import TOKEN_PREFIX, ApiTokenStore
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import create_database, migrate
-from store.events import CHAT_REQUEST, TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED
 from tests.auth.fake_idp import FakeIdp
 from tests.auth.loopback_server import client_from, serve_built
 from tests.live_server import free_port, live_server
-from webui.app import Services, create_app
 from webui.tokens_service import TokenContext, TokensService
 
 SESSION_KEY = "k" * 40

@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text as sql
 
-from auth.identity import User
+from core.audit import CHAT_REPLY, CHAT_REQUEST
+from core.identity import User
 from model.fake_engine import FakeEngine
 from model.settings import GenerationSettings
 from model.types import TextDelta
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import Database, create_database, migrate
-from store.events import CHAT_REPLY, CHAT_REQUEST
 from store.reply_recovery import ReplyRecovery
 from webui.chat_service import SAVE_EVERY_DELTAS, SAVE_INTERVAL_SECONDS, ChatService, TurnContext
 from webui.history_sidebar import shown_messages

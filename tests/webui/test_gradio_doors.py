@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from core.audit import ACCESS_DENIED
 from model.fake_engine import FakeEngine
-from store.events import ACCESS_DENIED
 
 SLOW_WORDS = " ".join(f"word{i}" for i in range(40))  # 41 words at 0.05 s: about 2 s of reply
 

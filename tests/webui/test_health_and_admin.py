@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from auth.identity import User
-from model.fake_engine import FakeEngine
-from store.events import (
+from core.audit import (
     ACCESS_DENIED,
     ADMIN_AUDIT_EXPORTED,
     ADMIN_SESSION_REVOKED,
     LOGIN_SUCCESS,
     TOKEN_REVOKED,
 )
+from core.identity import User
+from model.fake_engine import FakeEngine
 from webui.admin_service import (
     AdminContext,
     AdminRefused,

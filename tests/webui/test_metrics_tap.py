@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from auth.identity import User
+from core.identity import User
 from model.engine import EngineError
 from model.fake_engine import FakeEngine
 from model.settings import GenerationSettings
 from model.types import GenerationStats, TextDelta
-from store.events import CHAT_REPLY, CHAT_REQUEST, AuditEvent, MemoryAuditSink
+from core.audit import CHAT_REPLY, CHAT_REQUEST, AuditEvent, MemoryAuditSink
 from tests.webui.fakes import MemoryHistory
 from webui.chat_service import ChatService, TurnContext
 from webui.metrics import Metrics

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from auth.identity import User
-from store.events import RATE_LIMITED
+from core.audit import RATE_LIMITED
+from core.identity import User
 
 PROXIED = {"trusted_proxies": ["127.0.0.1/32"]}
 GATED = "/gradio_api/info"  # needs a session or a token; answers scripts with JSON

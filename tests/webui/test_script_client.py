@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 
-from store.events import CHAT_REQUEST
+from core.audit import CHAT_REQUEST
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import httpx
 import pytest
 from redis.exceptions import RedisError
 
-from auth.identity import User
-from auth.network_settings import LimitSettings
-from auth.rate_limits import RateLimiter
-from auth.shared_state import SharedStateUnavailable
-from auth.user_concurrency import UserConcurrency
+from core.audit import MemoryAuditSink
+from core.identity import User
+from core.shared_state import SharedStateUnavailable
+from guards.rate_limits import RateLimiter
+from guards.settings import LimitSettings
+from guards.user_concurrency import UserConcurrency
 from model.fake_engine import FakeEngine
 from model.settings import GenerationSettings
-from store.events import MemoryAuditSink
 from tests.live_server import free_port
 from tests.webui.fakes import MemoryHistory
 from webui.chat_service import ChatService, TurnContext, TurnGuards

@@ -12,10 +12,10 @@ import pytest
 from starlette.requests import Request
 
 from auth.api_settings import ApiSettings
-from auth.identity import User
+from core.audit import ACCESS_DENIED, TOKEN_CREATED, TOKEN_REVOKED, MemoryAuditSink
+from core.identity import User
 from store.api_tokens import ApiTokenStore
 from store.database import create_database, migrate
-from store.events import ACCESS_DENIED, TOKEN_CREATED, TOKEN_REVOKED, MemoryAuditSink
 from webui.tokens_service import TokenContext, TokenRequestInvalid, TokensRefused, TokensService
 from webui.tokens_tab import build_tokens_tab
 

@@ -14,17 +14,17 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from auth.client_ip import ClientAddressMiddleware
-from auth.network_settings import LimitSettings
-from auth.rate_limit_middleware import RateLimitMiddleware
-from auth.rate_limits import Allowed, Limited, RateLimiter
-from auth.user_concurrency import (
+from core.audit import RATE_LIMITED, MemoryAuditSink
+from guards.client_ip import ClientAddressMiddleware
+from guards.rate_limit_middleware import RateLimitMiddleware
+from guards.rate_limits import Allowed, Limited, RateLimiter
+from guards.settings import LimitSettings
+from guards.user_concurrency import (
     GenerationInProgress,
     MemoryGenerationLocks,
     RedisGenerationLocks,
     UserConcurrency,
 )
-from store.events import RATE_LIMITED, MemoryAuditSink
 from tests.backends import REDIS_URL
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth.json_body import BadJson, parse_json
+from guards.json_body import BadJson, parse_json
 
 
 def nested(depth: int) -> bytes:

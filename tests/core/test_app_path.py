@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth.app_path import app_path
+from core.app_path import app_path
 
 
 @pytest.mark.parametrize(

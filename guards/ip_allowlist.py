@@ -11,11 +11,11 @@ from typing import Literal
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth.app_path import app_path
-from auth.client_ip import IPNetwork, client_ip, parse_ip, peer_ip
-from auth.network_settings import AccessSettings
-from auth.refusals import close_websocket, refusal
-from store.events import ACCESS_DENIED, AuditEvent, AuditSink
+from core.app_path import app_path
+from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
+from guards.client_ip import IPNetwork, client_ip, parse_ip, peer_ip
+from guards.refusals import close_websocket, refusal
+from guards.settings import AccessSettings
 
 logger = logging.getLogger("chat.access")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from auth.identity import User
+from core.identity import User
 
 
 class NotAuthenticated(Exception):

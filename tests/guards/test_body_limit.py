@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from auth.body_limit import BodyLimitMiddleware
+from guards.body_limit import BodyLimitMiddleware
 from tests.auth.loopback_server import client_from, serve
 
 LIMIT = 1024

@@ -13,8 +13,8 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.refusals import close_websocket, refusal
-from auth.shared_state import SharedStateUnavailable
+from core.shared_state import SharedStateUnavailable
+from guards.refusals import close_websocket, refusal
 
 log = logging.getLogger("chat.shared_state")
 

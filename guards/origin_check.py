@@ -17,10 +17,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth.client_ip import client_ip
-from auth.network_settings import normalise_origin_setting
-from auth.refusals import close_websocket, refusal
-from store.events import ACCESS_DENIED, AuditEvent, AuditSink
+from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
+from guards.client_ip import client_ip
+from guards.refusals import close_websocket, refusal
+from guards.settings import normalise_origin_setting
 
 logger = logging.getLogger("chat.access")
 

@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 from starlette.requests import Request
 
-from auth.request_user import NotAuthenticated, csrf_token, current_user
+from core.request_facts import NotAuthenticated, csrf_token, current_user
 from tests.auth.conftest import ALICE
 
 

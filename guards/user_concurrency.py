@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from auth.network_settings import LimitSettings
-from auth.redis_client import connect
-from auth.shared_state import reaches_shared_state
+from core.shared_state import connect, reaches_shared_state
+from guards.settings import LimitSettings
 
 
 class GenerationInProgress(Exception):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from auth.identity import User
+from core.audit import TOKEN_REVOKED, MemoryAuditSink
+from core.identity import User
 from store.api_tokens import ApiTokenStore
-from store.events import LOGIN_REFUSED, LOGIN_SUCCESS, TOKEN_REVOKED, AuditEvent, MemoryAuditSink
-from store.token_policy_tap import TokenPolicyTap
+from store.token_policy import TokenPolicy
 
 CAROL = User("https://idp.example", "carol", groups=("staff", "chat-admins"), is_admin=True)
 BOB = User("https://idp.example", "bob", groups=("staff",))
@@ -22,7 +22,7 @@ def setup(database, clock):
         "plain": tokens.create(replace(CAROL, is_admin=False), "nightly", week).token,
         "bob": tokens.create(BOB, "bob's", week).token,
     }
-    return tokens, audit, TokenPolicyTap(audit, tokens), made
+    return tokens, audit, TokenPolicy(tokens, audit), made
 
 
 def statuses(tokens, clock, made):
@@ -30,34 +30,27 @@ def statuses(tokens, clock, made):
 
 
 def test_a_login_without_the_admin_role_revokes_only_admin_scope_tokens(database, clock):
-    tokens, audit, tap, made = setup(database, clock)
-    tap.record(AuditEvent(LOGIN_SUCCESS, actor=CAROL.key, ip="10.0.0.5", outcome="user"))
+    tokens, audit, policy, made = setup(database, clock)
+    policy.logged_in(CAROL.key, is_admin=False, ip="10.0.0.5", request_id="r1")
     assert statuses(tokens, clock, made) == {"admin": "revoked", "plain": "active", "bob": "active"}
     (revoked,) = audit.of_type(TOKEN_REVOKED)
     assert revoked.target == made["admin"].id and revoked.outcome == "owner_no_longer_admin"
-    assert audit.of_type(LOGIN_SUCCESS)  # the login itself is recorded first
+    assert (revoked.ip, revoked.request_id) == ("10.0.0.5", "r1")
 
 
 def test_a_login_as_admin_keeps_admin_tokens(database, clock):
-    tokens, audit, tap, made = setup(database, clock)
-    tap.record(AuditEvent(LOGIN_SUCCESS, actor=CAROL.key, outcome="admin"))
+    tokens, audit, policy, made = setup(database, clock)
+    policy.logged_in(CAROL.key, is_admin=True, ip=None, request_id=None)
     assert set(statuses(tokens, clock, made).values()) == {"active"}
     assert audit.of_type(TOKEN_REVOKED) == []
 
 
 def test_a_refused_login_revokes_every_token_of_that_person_only(database, clock):
-    tokens, audit, tap, made = setup(database, clock)
-    tap.record(AuditEvent(LOGIN_REFUSED, actor=CAROL.key, outcome="group_not_allowed"))
+    tokens, audit, policy, made = setup(database, clock)
+    policy.refused(CAROL.key, ip=None, request_id=None)
     assert statuses(tokens, clock, made) == {
         "admin": "revoked",
         "plain": "revoked",
         "bob": "active",
     }
     assert {e.outcome for e in audit.of_type(TOKEN_REVOKED)} == {"owner_refused_at_login"}
-
-
-def test_a_refusal_with_nobody_verified_revokes_nothing(database, clock):
-    tokens, audit, tap, made = setup(database, clock)
-    tap.record(AuditEvent(LOGIN_REFUSED, outcome="state_mismatch"))
-    assert set(statuses(tokens, clock, made).values()) == {"active"}
-    assert audit.of_type(TOKEN_REVOKED) == []

@@ -15,10 +15,10 @@ from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from auth.client_ip import ClientAddressMiddleware
-from auth.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
-from auth.security_headers import SecurityHeadersMiddleware
-from store.events import MemoryAuditSink
+from core.audit import MemoryAuditSink
+from guards.client_ip import ClientAddressMiddleware
+from guards.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
+from guards.security_headers import SecurityHeadersMiddleware
 from tests.auth.loopback_server import serve_built
 
 PAGE = '<html><head><script>var a = 1;</script><script src="/app.js"></script></head></html>'

@@ -12,9 +12,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from auth.network_settings import AccessSettings
-from auth.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
-from store.events import ACCESS_DENIED, MemoryAuditSink
+from core.audit import ACCESS_DENIED, MemoryAuditSink
+from guards.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
+from guards.settings import AccessSettings
 
 PUBLIC_URL = "https://chat.example.com"
 PARTNER = "https://portal.example.com"

@@ -1,4 +1,5 @@
-"""What a caller of shared state (Redis: limits, locks, login state) sees when it is unreachable.
+"""Shared state (Redis: limits, locks, login state): how it is opened, and what a caller sees when
+it is unreachable.
 
 Every Redis-backed method is wrapped with `reaches_shared_state`, so callers outside auth (the
 chat service, the outage middleware) handle one domain exception and never import Redis types.
@@ -10,10 +11,21 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import redis
 from redis.exceptions import RedisError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# A stuck Redis fails the request (503, see guards.shared_state_outage) instead of hanging it.
+TIMEOUT_SECONDS = 5.0
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for the shared Redis, from `[limits] storage`; the connection opens at first use."""
+    return redis.Redis.from_url(
+        url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
+    )
 
 
 class SharedStateUnavailable(Exception):

@@ -25,10 +25,10 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.app_path import app_path
-from auth.client_ip import client_ip
-from auth.rate_limits import Decision, Limited, RateLimiter
-from auth.refusals import refusal
+from core.app_path import app_path
+from guards.client_ip import client_ip
+from guards.rate_limits import Decision, Limited, RateLimiter
+from guards.refusals import refusal
 
 
 class RateLimitMiddleware:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from auth.client_ip import ClientAddressMiddleware, client_ip, parse_ip, resolve_client
+from guards.client_ip import ClientAddressMiddleware, client_ip, parse_ip, resolve_client
 from tests.auth.loopback_server import client_from, serve
 
 SPOOFS = {

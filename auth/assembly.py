@@ -1,14 +1,14 @@
-"""Wire the relying party and the route gate into the FastAPI app: the one call the app factory makes."""
+"""The relying party and the route gate, built from the auth settings for the composition root to place."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from auth.embedded_idp import EmbeddedIdp
 from auth.gradio_binding import MemorySessionHashBindings, SessionHashBindings
@@ -18,17 +18,17 @@ from auth.login_routes import (
     LOGIN_PATH,
     LOGOUT_PATH,
     OidcLogin,
+    TokenPolicy,
 )
 from auth.login_state import LoginStateStore, MemoryLoginStateStore
 from auth.oidc_provider import OidcProvider
 from auth.route_gate import AuthGate, RequestAuthenticator
 from auth.session_cookie import SessionCookie, session_keys
 from auth.session_manager import SessionManager
-from auth.session_store import SessionStore
-from auth.startup_checks import validate_auth_settings
+from auth.settings import OidcSettings, SessionSettings, Site
 from auth.token_checks import OneTimeIds, TokenVerifier
-from config import Settings
-from store.events import AuditSink
+from core.audit import AuditSink
+from core.sessions import SessionStore
 
 log = logging.getLogger("chat.auth")
 
@@ -49,10 +49,12 @@ def utc_now() -> datetime:
 
 
 @dataclass
-class AuthComponents:
-    """What install_auth built; `start()` runs at app start-up (the app's lifespan calls it)."""
+class AuthParts:
+    """What build_auth built: routes and the gate to place, and `start()`/`stop()` for the lifespan."""
 
-    settings: Settings
+    oidc: OidcSettings
+    routes: list[BaseRoute]
+    gate: Middleware
     sessions: SessionManager
     login: OidcLogin
     login_states: LoginStateStore
@@ -75,7 +77,7 @@ class AuthComponents:
         """Start the embedded IdP if configured, load discovery and check its issuer (fails loudly)."""
         if self._started:
             return
-        oidc = self.settings.oidc
+        oidc = self.oidc
         issuer, secret = oidc.issuer, oidc.client_secret
         client_secret = secret.get_secret_value() if secret else None
         if self.embedded is not None:
@@ -109,9 +111,10 @@ class AuthComponents:
         self._started = False
 
 
-def install_auth(
-    app: FastAPI,
-    settings: Settings,
+def build_auth(
+    oidc: OidcSettings,
+    session: SessionSettings,
+    site: Site,
     *,
     sessions: SessionStore,
     audit: AuditSink,
@@ -120,79 +123,58 @@ def install_auth(
     bindings: SessionHashBindings | None = None,
     logout_token_ids: OneTimeIds | None = None,
     authenticators: Iterable[RequestAuthenticator] = (),
+    token_policy: TokenPolicy | None = None,
     extra_public_paths: Iterable[str] = (),
-) -> AuthComponents:
-    """Add the login/callback/logout/back-channel routes and the gate middleware to `app`.
+) -> AuthParts:
+    """The login/callback/logout/back-channel routes and the gate middleware, for the caller to place.
 
-    The routes go first in the router so a Gradio app mounted at "/" cannot shadow them; the gate is
-    added as the outermost middleware at the time of the call. The app's lifespan is wrapped so
-    `AuthComponents.start()` runs at start-up.
+    The routes must come before a Gradio app mounted at "/", which would otherwise shadow them; the
+    gate is the innermost middleware. `start()` and `stop()` belong in the app's lifespan.
     """
-    validate_auth_settings(settings)
-    server = settings.server
-    base_url = server.public_url + server.root_path
     cookie = SessionCookie(
-        session_keys(settings),
-        https=server.https,
-        name=settings.session.cookie_name,
-        max_age_seconds=settings.session.absolute_timeout_hours * 3600,
+        session_keys(session, production=site.production),
+        https=site.https,
+        name=session.cookie_name,
+        max_age_seconds=session.absolute_timeout_hours * 3600,
     )
     manager = SessionManager(
         sessions,
         cookie,
-        idle=timedelta(minutes=settings.session.idle_timeout_minutes),
-        absolute=timedelta(hours=settings.session.absolute_timeout_hours),
+        idle=timedelta(minutes=session.idle_timeout_minutes),
+        absolute=timedelta(hours=session.absolute_timeout_hours),
         clock=clock,
     )
     states = login_states or MemoryLoginStateStore()
-    bound = bindings or MemorySessionHashBindings(
-        timedelta(hours=settings.session.gradio_binding_ttl_hours)
-    )
     login = OidcLogin(
-        oidc=settings.oidc,
-        base_url=base_url,
+        oidc=oidc,
+        base_url=site.base_url,
         sessions=manager,
         states=states,
         audit=audit,
         clock=clock,
+        token_policy=token_policy,
     )
-    components = AuthComponents(
-        settings=settings,
-        sessions=manager,
-        login=login,
-        login_states=states,
-        bindings=bound,
-        clock=clock,
-        logout_token_ids=logout_token_ids,
-        embedded=EmbeddedIdp(settings.oidc.embedded_port) if settings.oidc.embedded else None,
-    )
-    new_routes = login.routes()
-    app.router.routes[:0] = new_routes
-    app.add_middleware(
+    gate = Middleware(
         AuthGate,
         sessions=manager,
         public_routes={
             **PUBLIC_ROUTES,
-            settings.oidc.post_logout_path: _READ,
+            oidc.post_logout_path: _READ,
             **dict.fromkeys(extra_public_paths, _READ),
         },
-        login_url=base_url + LOGIN_PATH,
+        login_url=site.base_url + LOGIN_PATH,
         authenticators=tuple(authenticators),
     )
-    _run_at_startup(app, components)
-    return components
-
-
-def _run_at_startup(app: FastAPI, components: AuthComponents) -> None:
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(asgi_app: FastAPI) -> AsyncIterator[object]:
-        await components.start()
-        try:
-            async with inner(asgi_app) as state:
-                yield state
-        finally:
-            await components.stop()
-
-    app.router.lifespan_context = lifespan
+    return AuthParts(
+        oidc=oidc,
+        routes=login.routes(),
+        gate=gate,
+        sessions=manager,
+        login=login,
+        login_states=states,
+        bindings=bindings
+        or MemorySessionHashBindings(timedelta(hours=session.gradio_binding_ttl_hours)),
+        clock=clock,
+        logout_token_ids=logout_token_ids,
+        embedded=EmbeddedIdp(oidc.embedded_port) if oidc.embedded else None,
+    )

@@ -11,10 +11,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from auth.client_ip import ClientAddressMiddleware
-from auth.ip_allowlist import AccessRules, AddressRefused, IPAllowlistMiddleware
-from auth.network_settings import AccessSettings
-from store.events import ACCESS_DENIED, MemoryAuditSink
+from core.audit import ACCESS_DENIED, MemoryAuditSink
+from guards.client_ip import ClientAddressMiddleware
+from guards.ip_allowlist import AccessRules, AddressRefused, IPAllowlistMiddleware
+from guards.settings import AccessSettings
 from tests.auth.loopback_server import client_from, serve
 
 

@@ -16,10 +16,9 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.strategies import RateLimiter as RateLimiterStrategy
 
-from auth.network_settings import LimitSettings
-from auth.redis_client import TIMEOUT_SECONDS
-from auth.shared_state import reaches_shared_state
-from store.events import RATE_LIMITED, AuditEvent, AuditSink
+from core.audit import RATE_LIMITED, AuditEvent, AuditSink
+from core.shared_state import TIMEOUT_SECONDS, reaches_shared_state
+from guards.settings import LimitSettings
 
 logger = logging.getLogger("chat.limits")
 

@@ -1,6 +1,6 @@
-"""`python launch.py audit verify|keygen`: check the audit trail, or make a signing key.
+"""The admin commands launch.py runs without the web stack: `migrate`, `audit verify|keygen`.
 
-verify checks, in order: the hash chain (content, links, purges, head), each record's signature
+audit verify checks, in order: the hash chain (content, links, purges, head), each record's signature
 against the trusted public keys, and the database against the signed checkpoints kept outside it.
 It needs only public keys, so an auditor can run it without the private key.
 """
@@ -25,8 +25,8 @@ from store.audit_keys import (
 from store.audit_keys import public_key_text as public_text
 from store.audit_log import AuditLog
 from store.checkpoint_check import compare, signed_from, valid_checkpoints
-from store.database import create_database
-from store.settings import AuditSettings
+from store.database import DatabaseUnavailable, create_database, open_database
+from store.settings import AuditSettings, DatabaseSettings
 
 
 def verify_audit(
@@ -86,6 +86,18 @@ def verify_audit(
     for note in comparison.notes:
         print(note)
     return 0 if result.ok and comparison.ok else 1
+
+
+def migrate_command(settings: DatabaseSettings) -> int:
+    """`migrate`: bring the schema up to date."""
+    try:
+        database = open_database(settings, migrate_now=True)
+    except DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    database.dispose()
+    print("database schema is up to date")
+    return 0
 
 
 def verify_command(

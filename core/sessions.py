@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from auth.identity import User
+from core.identity import User
 
 
 @dataclass(frozen=True)

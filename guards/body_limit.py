@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.client_ip import client_ip
+from guards.client_ip import client_ip
 
 logger = logging.getLogger("chat.access")
 
