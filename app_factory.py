@@ -29,6 +29,7 @@ from auth.startup_checks import validate_auth_settings
 from auth.token_checks import OneTimeIds
 from config import Settings
 from core.audit import AuditSink
+from core.history import History
 from core.sessions import MemorySessionStore, SessionStore
 from guards.body_limit import BodyLimitMiddleware
 from guards.client_ip import ClientAddressMiddleware
@@ -45,7 +46,7 @@ from store.audit_log import AuditLog
 from store.prompt_policy import PromptPolicy
 from webui.admin_service import AdminService
 from webui.chat_page import PageOptions, build_chat_page, page_theme
-from webui.chat_service import ChatService, History, TurnGuards
+from webui.chat_service import ChatService, TurnGuards
 from webui.export_routes import export_router
 from webui.health import health_router
 from webui.metrics import Metrics, MetricsMiddleware, metrics_router

@@ -19,10 +19,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core.api_tokens import TOKEN_PREFIX, ApiToken
 from core.audit import TOKEN_REFUSED, AuditEvent, AuditSink
 from core.identity import User
 from guards.client_ip import client_ip, parse_ip
-from store.api_tokens import TOKEN_PREFIX, ApiToken
 
 log = logging.getLogger("chat.auth")
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.audit import NOT_FOUND, RETENTION_PURGED, AuditEvent, AuditSink
-from store.conversation import (
+from core.history import (
     DEFAULT_TITLE,
     ROLES,
     STATUSES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC
 
-from store.conversation import Conversation
+from core.history import Conversation
 
 _ROLE_HEADINGS = {"user": "User", "assistant": "Assistant", "system": "System"}
 

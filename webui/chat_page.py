@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from core.history import History
 from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
-from webui.chat_service import ChatService, History, ReplyUpdate
+from webui.chat_service import ChatService, ReplyUpdate
 from webui.history_sidebar import build_sidebar, export_links, shown_messages, wire_sidebar
 from webui.i18n import label, pick_locale, text
 from webui.request_context import request_user, turn_context

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from core.history import History
 from core.identity import User
 from webui.admin_service import (
     AdminContext,
@@ -20,7 +21,7 @@ def _user(request: Request) -> User | None:
     return user if isinstance(user, User) else None
 
 
-def export_router(history, admin: AdminService | None) -> APIRouter:
+def export_router(history: History, admin: AdminService | None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/export/{conversation_id}.{fmt}", include_in_schema=False)

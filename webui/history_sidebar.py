@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.history import History
 from webui.i18n import label, pick_locale, text
 from webui.request_context import request_user
 
@@ -55,7 +56,7 @@ def build_sidebar(initial: list[Any]) -> Sidebar:
 
 def wire_sidebar(
     sidebar: Sidebar,
-    history: Any,
+    history: History,
     chatbot: gr.Chatbot,
     conversation: gr.State,
     export_base: str,

@@ -8,7 +8,8 @@ from typing import Any
 
 import gradio as gr
 
-from webui.chat_service import ChatService, History
+from core.history import History
+from webui.chat_service import ChatService
 from webui.request_context import request_user, turn_context
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from auth.api_settings import ApiSettings
+from core.api_tokens import ApiToken, NewToken
 from core.audit import TOKEN_CREATED, TOKEN_REVOKED, AuditSink
 from core.identity import User
-from store.api_tokens import ApiToken, ApiTokenStore, NewToken
+from store.api_tokens import ApiTokenStore
 from webui.caller_audit import admin_refusal, record_action, record_refusal
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")

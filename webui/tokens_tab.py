@@ -10,8 +10,8 @@ from datetime import datetime
 
 import gradio as gr
 
+from core.api_tokens import ApiToken
 from core.identity import User
-from store.api_tokens import ApiToken
 from webui.request_context import request_state, request_user
 from webui.tokens_service import TokenContext, TokenRequestInvalid, TokensRefused, TokensService
 

@@ -10,9 +10,10 @@ from datetime import timedelta
 import pytest
 
 from auth.bearer_tokens import PersonalTokenAuthenticator
+from core.api_tokens import TOKEN_PREFIX
 from core.audit import TOKEN_REFUSED, MemoryAuditSink
 from core.identity import User
-from store.api_tokens import TOKEN_PREFIX, ApiTokenStore
+from store.api_tokens import ApiTokenStore
 from store.database import create_database, migrate
 from tests.auth.bearer_app import Clock, gated_app
 from tests.auth.loopback_server import client_from, serve

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from core.api_tokens import TOKEN_PREFIX, looks_like_token
 from core.identity import User
-from store.api_tokens import TOKEN_PREFIX, ApiTokenStore, looks_like_token, secret_hash
+from store.api_tokens import ApiTokenStore, secret_hash
 
 ALICE = User("https://idp.example", "alice", "alice@example.com", "Alice", ("staff",))
 BOB = User("https://idp.example", "bob", groups=("staff",))

@@ -19,12 +19,13 @@ from auth.api_settings import ApiSettings
 from auth.bearer_tokens import CredentialRefusalMiddleware, PersonalTokenAuthenticator
 from auth.service_accounts import AccessTokenVerifier, ServiceAccountAuthenticator
 from config import Settings
+from core.api_tokens import TOKEN_PREFIX
 from core.audit import CHAT_REQUEST, TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED
 from core.identity import User
 from guards.rate_limits import RateLimiter
 from guards.user_concurrency import UserConcurrency
 from model.fake_engine import FakeEngine
-from store.api_tokens import TOKEN_PREFIX, ApiTokenStore
+from store.api_tokens import ApiTokenStore
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import create_database, migrate
