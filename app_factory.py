@@ -227,7 +227,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     services = replace(services, audit=MetricsAuditTap(services.audit, metrics), access=access)
     site = site_of(settings)
     auth = _auth(settings, site, services)
-    chat = _chat_service(settings, services)
+    chat = _chat_service(settings, services, metrics)
     _track(metrics, services)
     admin, tokens = _admin_services(settings, services, access)
 
@@ -311,10 +311,6 @@ def middleware_stack(
 
 
 def _auth(settings: Settings, site: Site, services: Services) -> AuthParts:
-    try:
-        validate_auth_settings(settings.oidc, settings.session, site)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
     return build_auth(
         settings.oidc,
         settings.session,
@@ -356,19 +352,23 @@ def _lifespan(services: Services, auth: AuthParts, chat: ChatService):
 
 
 def _track(metrics: Metrics, services: Services) -> None:
-    gate = getattr(services.engine, "gate", None)
-    if gate is not None:
-        metrics.track_queue_depth(lambda: gate.waiting)
-        metrics.track_generations_in_flight(lambda: gate.running)
+    engine = services.engine
+    metrics.track_queue_depth(lambda: engine.load.waiting)
+    metrics.track_generations_in_flight(lambda: engine.load.running)
     metrics.track_active_sessions(lambda: len(services.sessions.list_active(_utc_now())))
 
 
-def _chat_service(settings: Settings, services: Services) -> ChatService:
+def _chat_service(settings: Settings, services: Services, metrics: Metrics) -> ChatService:
     guards = TurnGuards(
         policy=services.policy, limiter=services.limiter, concurrency=services.concurrency
     )
     return ChatService(
-        services.engine, services.history, services.audit, settings.generation, guards
+        services.engine,
+        services.history,
+        services.audit,
+        settings.generation,
+        guards,
+        observer=metrics,  # each turn's final stats, straight from the engine
     )
 
 

@@ -177,10 +177,10 @@ def engine_run(engine: ThreadedEngine, messages, new_tokens: int, **kwargs) -> t
     for _delta in stream:
         pass
     end = time.perf_counter()
-    assert stream.stats.completion_tokens == new_tokens + 1
-    # stats.time_to_first_token runs from the job's creation inside stream(): adding all of
+    assert stream.final.completion_tokens == new_tokens + 1
+    # final.time_to_first_token runs from the job's creation inside stream(): adding all of
     # stream()'s own time counts the part after the job was created twice (microseconds).
-    ttft = (returned - started) + stream.stats.time_to_first_token
+    ttft = (returned - started) + stream.final.time_to_first_token
     decode = new_tokens / (end - started - ttft) if new_tokens > 1 else 0.0
     return ttft, decode
 

@@ -83,7 +83,7 @@ def concurrent_run(engine: ThreadedEngine, messages, streams: int, tokens: int) 
     for reader in readers:
         reader.join()
     elapsed = time.perf_counter() - started
-    assert all(s.stats.completion_tokens == tokens for s in running)
+    assert all(s.final.completion_tokens == tokens for s in running)
     return streams * tokens / elapsed
 
 

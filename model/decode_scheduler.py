@@ -19,18 +19,25 @@ a thread started per burst pays for a new OpenMP team and per-thread buffers on 
 222 against 193 ms to the first token of a 128-token prompt sent after 0.5 s idle (medians of 12,
 two alternating processes each, AMD EPYC). It hands the memory a batch freed back to the OS when the
 batch is over.
+
+It also owns admission, so one place decides who runs and who waits: submit() admits a request
+into a bounded queue or refuses it at once (EngineBusy), and the decoder thread moves queued
+requests into the batch as rows leave, drops the queued ones that were cancelled or waited too
+long, and ends every request it admitted, whichever way it ends: no thread waits per request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import torch
 
+from model.engine import EngineBusy, EngineClosed, EngineError
 from model.generation_job import GenerationJob
 from model.heap import return_freed_memory
 from model.kv_batch import BatchedKV, cache_pairs
@@ -38,6 +45,7 @@ from model.kv_dtype import prompt_products
 from model.prefix_cache import CacheKey, PrefixCache
 from model.sampling import choose_token
 from model.slack_cache import KVPairs, slack_cache, with_room_for
+from model.types import EngineLoad, FinishReason, GenerationStats
 
 log = logging.getLogger("chat.engine")
 
@@ -75,6 +83,7 @@ class _Row:
     job: GenerationJob
     key: CacheKey | None
     ids: list[int]  # prompt, then every chosen token; the KV covers all but the last
+    ending: FinishReason | None = None  # set when the row leaves the batch
 
 
 class DecodeScheduler:
@@ -84,6 +93,8 @@ class DecodeScheduler:
         *,
         eos_ids: frozenset[int],
         max_batch: int,
+        max_queue: int,
+        queue_timeout: float = 300.0,
         prefix_cache: PrefixCache | None,
         prompt_threads: int,
         decode_threads: int,
@@ -97,33 +108,53 @@ class DecodeScheduler:
         # dtype of a prompt's attention products over cached tokens; None: as stored (model.kv_dtype)
         self._prompt_dtype = prompt_dtype
         self._eos_ids = eos_ids
-        self._max_batch = max_batch
+        self._max_batch = max_batch  # rows decoded together: the requests running at once
+        self._capacity = max_batch + max_queue  # running and waiting
+        self._queue_timeout = queue_timeout
         self._prefix_cache = prefix_cache
         self._threads = {"prompt": prompt_threads, "decode": decode_threads}
         self._top_k = int(getattr(model.generation_config, "top_k", None) or 0)
         self._lock = threading.Lock()
-        self._pending: deque[tuple[GenerationJob, CacheKey | None]] = deque()
-        self._work = threading.Condition(self._lock)  # notified on submit and on stop
-        self._stopping = False
+        self._pending: deque[tuple[GenerationJob, CacheKey | None]] = deque()  # waiting, in order
+        self._live: set[GenerationJob] = set()  # admitted and not ended: running or waiting
+        self._work = threading.Condition(self._lock)  # notified on submit and on close
+        self._closed = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, job: GenerationJob, key: CacheKey | None) -> None:
-        """Queue an admitted job; it joins the batch before the next step. job.done is set at its end."""
+    @property
+    def load(self) -> EngineLoad:
         with self._lock:
+            waiting = len(self._pending)
+            return EngineLoad(waiting=waiting, running=len(self._live) - waiting)
+
+    def submit(self, job: GenerationJob, key: CacheKey | None) -> None:
+        """Admit a job, or raise EngineBusy (queue full) or EngineClosed. It waits in the queue
+        until the batch has room; however it ends, the decoder thread ends it (job.finish)."""
+        with self._lock:
+            if self._closed:
+                raise EngineClosed()
+            if len(self._live) >= self._capacity:
+                raise EngineBusy()
+            self._live.add(job)
             self._pending.append((job, key))
-            if self._thread is None:  # the first request (or a straggler after stop())
+            if self._thread is None:  # the first request, or the first since a failure
                 self._thread = threading.Thread(
                     target=self._loop, name="engine-decoder", daemon=True
                 )
                 self._thread.start()
             self._work.notify()
 
-    def stop(self, timeout: float) -> None:
-        """End the decoder thread once it has no work left (close() cancelled it); wait for it."""
+    def close(self, timeout: float) -> None:
+        """Refuse new jobs, cancel the admitted ones (their callers hear EngineClosed), and wait
+        for the decoder thread, which ends once they have left."""
         with self._lock:
-            self._stopping = True
+            self._closed = True
+            jobs = list(self._live)
             self._work.notify()
             thread = self._thread
+        for job in jobs:
+            job.shutting_down = True
+            job.cancel()
         if thread is not None:
             thread.join(timeout)
 
@@ -131,7 +162,7 @@ class DecodeScheduler:
         """The queued jobs that fit in the batch, waiting for one while idle; None: stop."""
         with self._lock:
             while not running and not self._pending:
-                if self._stopping:
+                if self._closed:
                     self._thread = None
                     return None
                 self._work.wait()
@@ -140,9 +171,32 @@ class DecodeScheduler:
                 for _ in range(min(len(self._pending), self._max_batch - running))
             ]
 
+    def _drop_waiting(self) -> None:
+        """End the queued jobs that were cancelled or have waited longer than the queue timeout."""
+        if not self._pending:  # a glance without the lock: a job missed now is seen next step
+            return
+        too_old = time.monotonic() - self._queue_timeout
+        with self._lock:
+            waiting = list(self._pending)
+            dropped = [job for job, _ in waiting if job.cancelled.is_set() or job.created < too_old]
+            self._pending = deque(item for item in waiting if item[0] not in dropped)
+        for job in dropped:
+            if job.cancelled.is_set():
+                self._end(job, "cancelled")
+            else:
+                self._end(job, "error", EngineBusy())
+
+    def _end(
+        self, job: GenerationJob, reason: FinishReason, error: EngineError | None = None
+    ) -> None:
+        """The job leaves admission, then its stats are frozen and its reader woken."""
+        with self._lock:
+            self._live.discard(job)
+        if (final := job.finish(reason, error)) is not None:
+            _log_done(final)
+
     def _loop(self) -> None:
         rows: list[_Row] = []
-        joining: list[tuple[GenerationJob, CacheKey | None]] = []  # taken from the queue
         joined: list[tuple[_Row, KVPairs]] = []  # prefilled, joining the batch before the next step
         kv = BatchedKV()
         widest = 0  # most rows decoded together since the last trim
@@ -150,6 +204,7 @@ class DecodeScheduler:
         def join_and_step() -> None:
             """The prefilled rows join the batch, then every row decodes one token."""
             nonlocal widest
+            self._drop_waiting()
             if joined:  # one re-layout for all of them (model.kv_batch)
                 adding = [(pairs, len(row.ids) - 1) for row, pairs in joined]
                 rows.extend(row for row, _ in joined)
@@ -161,8 +216,7 @@ class DecodeScheduler:
 
         try:
             with torch.inference_mode():
-                while (taken := self._take(len(rows))) is not None:
-                    joining = taken
+                while (joining := self._take(len(rows))) is not None:
                     while joining:
                         if prefilled := self._prefill_between_steps(join_and_step, *joining[0]):
                             joined.append(prefilled)
@@ -179,8 +233,7 @@ class DecodeScheduler:
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             log.exception("decode loop failed")
             with self._lock:
-                stranded = [r.job for r in rows] + [r.job for r, _ in joined]
-                stranded += [job for job, _ in joining] + [job for job, _ in self._pending]
+                stranded = list(self._live)  # running, joining and waiting alike
                 self._pending.clear()
                 self._thread = None
             for job in stranded:
@@ -208,19 +261,19 @@ class DecodeScheduler:
         one user's long prompt (seconds of prefill) stops the running replies for a chunk's worth,
         not for all of it; a cancel is honoured between chunks too."""
         if job.cancelled.is_set():
-            job.done.set()
+            self._end(job, "cancelled")
             return None
         row = _Row(job, key, list(job.input_ids))
         try:
             hit = self._prefix_cache.take(key, row.ids) if self._prefix_cache and key else None
             reused = hit.tokens if hit else 0
-            job.stats.extra["cached_prompt_tokens"] = float(reused)
+            job.cached_prompt_tokens = reused
             cache = slack_cache(hit.kv if hit else None, self._kv_dtype)
             for start in range(reused, len(row.ids), self._prompt_chunk):
                 if start > reused:
                     yield
                     if job.cancelled.is_set():  # what was prefilled stays cached
-                        self._finish(row, cache_pairs(cache), covered=start)
+                        self._finish(row, cache_pairs(cache), "cancelled", covered=start)
                         return None
                 stop = min(start + self._prompt_chunk, len(row.ids))
                 self._set_threads("prompt")
@@ -231,21 +284,22 @@ class DecodeScheduler:
             self._fail(job, exc)
             return None
         pairs = cache_pairs(cache)
-        if not self._emit(row, token):
-            self._finish(row, pairs)
+        if (ending := self._emit(row, token)) is not None:
+            self._finish(row, pairs, ending)
             return None
         return row, pairs
 
     def _step(self, rows: list[_Row], kv: BatchedKV) -> None:
         """Drop cancelled rows, then one forward pass for all: each row gets one token."""
-        keep = [i for i, row in enumerate(rows) if not row.job.cancelled.is_set()]
-        self._leave(rows, kv, keep)
+        for row in rows:
+            if row.job.cancelled.is_set():
+                row.ending = "cancelled"
+        self._leave(rows, kv)
         if not rows:
             return
         self._set_threads("decode")
         for row in rows:  # how many decoded together: the batching a caller can observe
-            extra = row.job.stats.extra
-            extra["max_batch"] = max(extra.get("max_batch", 0.0), float(len(rows)))
+            row.job.max_batch = max(row.job.max_batch, len(rows))
         kv.make_room()
         mask, positions = kv.step_inputs()
         try:
@@ -257,45 +311,46 @@ class DecodeScheduler:
                 use_cache=True,
             )
             kv.advance()
-            keep = [
-                i
-                for i, row in enumerate(rows)
-                if self._emit(
-                    row, choose_token(out.logits[i, -1], row.ids, row.job.sampling, self._top_k)
-                )
-            ]
+            for i, row in enumerate(rows):
+                token = choose_token(out.logits[i, -1], row.ids, row.job.sampling, self._top_k)
+                row.ending = self._emit(row, token)
         except Exception as exc:
             for row in rows:
                 self._fail(row.job, exc)
             rows.clear()
             kv.keep([])
             return
-        self._leave(rows, kv, keep)
+        self._leave(rows, kv)
 
-    def _leave(self, rows: list[_Row], kv: BatchedKV, keep: list[int]) -> None:
+    def _leave(self, rows: list[_Row], kv: BatchedKV) -> None:
+        """The rows with an ending leave the batch and end."""
+        keep = [i for i, row in enumerate(rows) if row.ending is None]
         if len(keep) == len(rows):
             return
-        kept = set(keep)
         for i, row in enumerate(rows):
-            if i not in kept:
-                self._finish(row, kv.row(i, NEXT_MESSAGE_ROOM) if self._wants_cache(row) else [])
+            if row.ending is not None:
+                pairs = kv.row(i, NEXT_MESSAGE_ROOM) if self._wants_cache(row) else []
+                self._finish(row, pairs, row.ending)
         order = kv.keep(keep)  # the kept rows' new order in the batch (model.kv_batch)
         rows[:] = [rows[i] for i in order]
 
-    def _emit(self, row: _Row, token: int) -> bool:
-        """Hand the token to the caller; True if the row goes on decoding."""
+    def _emit(self, row: _Row, token: int) -> FinishReason | None:
+        """Hand the token to the caller; why the row ends with it, or None if it goes on."""
         row.ids.append(token)
-        row.job.on_token(token)
-        return not (
-            token in self._eos_ids
-            or row.job.stats.completion_tokens >= row.job.sampling.max_new_tokens
-            or row.job.cancelled.is_set()
-        )
+        job = row.job
+        job.on_token(token)
+        if token in self._eos_ids:
+            return "stop"
+        if job.completion_tokens >= job.sampling.max_new_tokens:
+            return "length"
+        return "cancelled" if job.cancelled.is_set() else None
 
     def _wants_cache(self, row: _Row) -> bool:
         return self._prefix_cache is not None and row.key is not None
 
-    def _finish(self, row: _Row, kv_pairs: KVPairs, covered: int | None = None) -> None:
+    def _finish(
+        self, row: _Row, kv_pairs: KVPairs, reason: FinishReason, covered: int | None = None
+    ) -> None:
         """The job is done; its conversation's KV (this row's own tensors, covering its first
         `covered` ids, by default all but the last) goes to the prefix cache with room for the
         next message. Only a reply that ended at its prefill lacks that room (the prefill's spare
@@ -305,12 +360,31 @@ class DecodeScheduler:
             covered = len(row.ids) - 1 if covered is None else covered
             kept = with_room_for(kv_pairs, NEXT_MESSAGE_ROOM)
             self._prefix_cache.put(row.key, row.ids[:covered], kept)
-        row.job.done.set()
+        self._end(row.job, reason)
 
     def _fail(self, job: GenerationJob, exc: BaseException) -> None:
-        job.failure = exc
-        job.done.set()
+        """The job ends in an error that names it; the cause goes to the log, not to the user."""
+        log.error("generation failed", exc_info=exc, extra={"request_id": job.request_id})
+        error = EngineError(f"generation {job.request_id} failed")
+        error.user_message = f"{EngineError.user_message} (reference {job.request_id})"
+        self._end(job, "error", error)
 
     def _set_threads(self, phase: str) -> None:
         if torch.get_num_threads() != self._threads[phase]:
             torch.set_num_threads(self._threads[phase])
+
+
+def _log_done(stats: GenerationStats) -> None:
+    # Counts and timings only: never prompts, replies or user identities.
+    log.info(
+        "generation done",
+        extra={
+            "request_id": stats.request_id,
+            "finish_reason": stats.finish_reason,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "ttft_s": stats.time_to_first_token,
+            "cached_prompt_tokens": stats.cached_prompt_tokens,
+            "total_s": round(stats.total_time, 3),
+        },
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from model.types import GenerationRequest, GenerationStats, TextDelta
+from model.types import EngineLoad, GenerationRequest, GenerationStats, TextDelta
 
 
 class EngineError(Exception):
@@ -27,9 +27,17 @@ class EngineClosed(EngineError):
 
 
 class GenerationStream(Protocol):
-    """Iterate for text deltas; `cancel()` (or closing the iterator) stops the CPU work."""
+    """Iterate once for text deltas; cancel() (or closing the iterator) stops the CPU work.
 
-    stats: GenerationStats
+    The iteration ends when the generation has ended, normally or by raising its EngineError,
+    and from then on `final` holds its stats. After cancel(), iterating on (or starting to)
+    reaches that end within a decoding step.
+    """
+
+    @property
+    def final(self) -> GenerationStats | None:
+        """The frozen stats, set once when the generation has ended; None until then."""
+        ...
 
     def __iter__(self) -> Iterator[TextDelta]: ...
 
@@ -39,6 +47,11 @@ class GenerationStream(Protocol):
 class Engine(Protocol):
     def stream(self, request: GenerationRequest) -> GenerationStream:
         """Admit the request (or raise EngineBusy / PromptTooLong) and start generating."""
+        ...
+
+    @property
+    def load(self) -> EngineLoad:
+        """How many generations wait for a place and how many run now; never blocks on work."""
         ...
 
     def ready(self) -> bool:

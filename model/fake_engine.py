@@ -7,7 +7,8 @@ import time
 from collections.abc import Iterator
 
 from model.admission import AdmissionGate
-from model.types import GenerationRequest, GenerationStats, TextDelta
+from model.engine import EngineError
+from model.types import EngineLoad, FinishReason, GenerationRequest, GenerationStats, TextDelta
 
 
 class FakeStream:
@@ -15,7 +16,7 @@ class FakeStream:
         self._engine = engine
         self._request = request
         self._cancelled = threading.Event()
-        self.stats = GenerationStats()
+        self.final: GenerationStats | None = None
 
     def __iter__(self) -> Iterator[TextDelta]:
         last_user = next(
@@ -24,23 +25,31 @@ class FakeStream:
         words = f"You said: {last_user}".split(" ")
         limit = self._request.max_new_tokens or len(words)
         started = time.monotonic()
+        sent, first_at = 0, None
+        reason: FinishReason = "cancelled"  # unless it gets to the end
         try:
-            for i, word in enumerate(words[:limit]):
+            for word in words[:limit]:
                 if self._cancelled.is_set():
-                    self.stats.finish_reason = "cancelled"
                     return
+                if sent == self._engine.fail_after:
+                    reason = "error"
+                    raise EngineError(f"fake failure after {sent} words")
                 if self._engine.delay:
                     time.sleep(self._engine.delay)
-                if i == 0:
-                    self.stats.time_to_first_token = time.monotonic() - started
-                self.stats.completion_tokens += 1
-                yield TextDelta(word if i == 0 else " " + word)
-            if self._cancelled.is_set():
-                self.stats.finish_reason = "cancelled"
-            else:
-                self.stats.finish_reason = "length" if limit < len(words) else "stop"
+                if first_at is None:
+                    first_at = time.monotonic() - started
+                sent += 1
+                yield TextDelta(word if sent == 1 else " " + word)
+            if not self._cancelled.is_set():
+                reason = "length" if limit < len(words) else "stop"
         finally:
-            self.stats.total_time = time.monotonic() - started
+            # The iterating thread ends the generation, closed or not: the stats, then the slot.
+            self.final = GenerationStats(
+                completion_tokens=sent,
+                time_to_first_token=first_at,
+                total_time=time.monotonic() - started,
+                finish_reason=reason,
+            )
             self._engine.gate.release()
 
     def cancel(self) -> None:
@@ -48,10 +57,21 @@ class FakeStream:
 
 
 class FakeEngine:
-    def __init__(self, delay: float = 0.0, max_concurrent: int = 4, max_queue: int = 16) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        max_concurrent: int = 4,
+        max_queue: int = 16,
+        fail_after: int | None = None,  # words sent before each stream fails with EngineError
+    ) -> None:
         self.delay = delay
-        self.gate = AdmissionGate(max_concurrent, max_queue)
+        self.fail_after = fail_after
+        self.gate = AdmissionGate(max_concurrent, max_queue)  # tests take its slots directly
         self.requests: list[GenerationRequest] = []
+
+    @property
+    def load(self) -> EngineLoad:
+        return EngineLoad(waiting=self.gate.waiting, running=self.gate.running)
 
     def stream(self, request: GenerationRequest) -> FakeStream:
         self.gate.acquire()

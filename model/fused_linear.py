@@ -30,6 +30,8 @@ from torch import nn
 class _Memo:
     """The last product and who has had their columns of it."""
 
+    # The tensor itself, compared with `is`: held here, it cannot be freed and its identity
+    # reused by another tensor, as an id() kept after it was freed could be.
     input: torch.Tensor | None = None
     output: torch.Tensor | None = None
     served: set[int] = field(default_factory=set)  # parts (by first column) given their columns

@@ -172,7 +172,7 @@ def _fill(model: nn.Module, weights: dict[str, _StoredTensor], tied: bool, recip
         if param.device.type == "meta":  # norms: small, kept in fp32
             owner, _, attr = name.rpartition(".")
             tensor = _read(weights, name).to(torch.float32)
-            model.get_submodule(owner)._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
+            setattr(model.get_submodule(owner), attr, nn.Parameter(tensor, requires_grad=False))
 
 
 def _fuse_projections(model: nn.Module, weights: dict[str, _StoredTensor], recipe: Recipe) -> None:

@@ -19,12 +19,18 @@ so both backends compute the same numbers up to fp32 rounding of the scales
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
 
 from model.cpu_features import amx_tiles, int8_vnni
+from model.torch_internals import (
+    fbgemm_linear,
+    fbgemm_pack,
+    onednn_available,
+    onednn_linear,
+    onednn_pack,
+)
 
 Backend = Literal["onednn", "fbgemm"]
 
@@ -32,14 +38,6 @@ Backend = Literal["onednn", "fbgemm"]
 def activation_bits() -> int:
     """Bits of an activation code: 8 where fbgemm sums into 32 bits (VNNI), else 7."""
     return 8 if int8_vnni() else 7
-
-
-def onednn_available() -> bool:
-    """Whether this torch build has oneDNN and its int8 matmul ops."""
-    ops = torch.ops.onednn
-    return torch.backends.mkldnn.is_available() and all(
-        hasattr(ops, name) for name in ("qlinear_prepack", "qlinear_pointwise")
-    )
 
 
 def default_backend() -> Backend:
@@ -60,14 +58,8 @@ class FbgemmProduct:
     input_dtype = torch.float32
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor) -> None:
-        zero_points = torch.zeros(codes.shape[0], dtype=torch.long)
-        with warnings.catch_warnings():  # torch.ao quantized tensors are deprecated
-            warnings.simplefilter("ignore", UserWarning)
-            qweight = torch._make_per_channel_quantized_tensor(
-                codes, scales.to(torch.float64), zero_points, 0
-            )
-            self._packed = torch.ops.quantized.linear_prepack(qweight, None)
-        self._op = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+        self._packed = fbgemm_pack(codes, scales)
+        self._op = fbgemm_linear()
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         return self._op(codes, 1.0, 128, self._packed)
@@ -79,10 +71,10 @@ class OnednnProduct:
     input_dtype = torch.int8
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor) -> None:
-        self._packed = torch.ops.onednn.qlinear_prepack(codes.contiguous(), None)
+        self._packed = onednn_pack(codes)
         self._scales = scales.to(torch.float32)
         self._zero_points = torch.zeros(codes.shape[0], dtype=torch.long)
-        self._op = torch.ops.onednn.qlinear_pointwise.default
+        self._op = onednn_linear()
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         return self._op(

@@ -29,6 +29,7 @@ from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from model.fused_linear import FusedLinear
 from model.kv_dtype import ATTENTION
+from model.torch_internals import attn_implementation
 
 SDPA_IMPLEMENTATIONS = frozenset({"sdpa", ATTENTION})
 
@@ -43,7 +44,7 @@ def lean_forward(model: Any) -> LeanQwen2 | None:
     if not isinstance(model, Qwen2ForCausalLM) or model.training:
         return None
     config = model.config
-    if config._attn_implementation not in SDPA_IMPLEMENTATIONS:
+    if attn_implementation(config) not in SDPA_IMPLEMENTATIONS:
         return None
     if any(kind != "full_attention" for kind in config.layer_types):
         return None
@@ -116,7 +117,7 @@ class LeanQwen2:
         logits_to_keep: int = 0,
     ) -> LeanOutput:
         config = self.model.config
-        attention = ALL_ATTENTION_FUNCTIONS[config._attn_implementation]  # as the model is set now
+        attention = ALL_ATTENTION_FUNCTIONS[attn_implementation(config)]  # as the model is set now
         x = self._embed(input_ids)
         mask = create_causal_mask(
             config=config,

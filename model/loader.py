@@ -65,6 +65,9 @@ def load_model(model_dir: Path, settings: ModelSettings) -> LoadedModel:
     team for life, and with more teams than cores libgomp throttles its spin-wait, which measured
     13 instead of 23 tok/s of int8 decoding when the caller (launch's main thread) kept one.
     """
+    from model.torch_internals import check_supported
+
+    check_supported()  # before minutes of loading, not in the middle of the first reply
     box: list[LoadedModel | BaseException] = []
 
     def load() -> None:

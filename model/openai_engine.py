@@ -1,8 +1,8 @@
 """The remote engine: generation on an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama).
 
-Same contract as the local engine: stream() admits through the same AdmissionGate (or refuses at
-once with EngineBusy) and returns a stream; iterating it waits for a slot if queued, then opens a
-streaming chat completion with the `openai` client in the caller's thread. cancel(), closing the
+Same contract as the local engine: stream() admits through an AdmissionGate (or refuses at once
+with EngineBusy) and returns a stream; iterating it waits for a slot if queued, then opens a
+streaming chat completion with the `openai` client in the caller's thread, which also ends it. cancel(), closing the
 iterator and close() shut the HTTP socket down, so the server sees the disconnect and stops.
 """
 
@@ -27,7 +27,14 @@ from model.openai_settings import OpenAISettings
 from model.prompt import build_prompt
 from model.sampling import SamplingParams, resolve_sampling
 from model.settings import GenerationSettings
-from model.types import ChatMessage, GenerationRequest, GenerationStats, TextDelta
+from model.types import (
+    ChatMessage,
+    EngineLoad,
+    FinishReason,
+    GenerationRequest,
+    GenerationStats,
+    TextDelta,
+)
 
 log = logging.getLogger("chat.engine.openai")
 
@@ -114,18 +121,32 @@ class _Slot:
 
 
 class OpenAIStream:
-    """The caller's side of one remote generation: iterate once for TextDelta; cancel() disconnects."""
+    """The caller's side of one remote generation: iterate once for TextDelta; cancel() disconnects.
+
+    The iterating thread is the one that runs the generation, so it is the one that ends it:
+    `final` is set as the iteration ends, however it ends.
+    """
 
     def __init__(
         self,
         engine: OpenAIEngine,
         messages: list[dict[str, str]],
         sampling: SamplingParams,
-        stats: GenerationStats,
         slot: _Slot,
+        *,
+        request_id: str,
+        prompt_tokens: int,
+        dropped_messages: int,
     ) -> None:
-        self.stats = stats
         self._engine, self._messages, self._sampling, self._slot = engine, messages, sampling, slot
+        self.request_id = request_id
+        self._dropped_messages = dropped_messages
+        # Progress, written by the iterating thread only; frozen into `final` at the end.
+        self._prompt_tokens = prompt_tokens  # the estimate, until the server reports usage
+        self._completion_tokens = 0
+        self._time_to_first_token: float | None = None
+        self._finish_reason: FinishReason = "stop"  # unless the server says otherwise
+        self.final: GenerationStats | None = None
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
@@ -146,10 +167,10 @@ class OpenAIStream:
             if self._socket is not None:
                 _shutdown(self._socket)
         self._slot.give_back()  # the server stops now, so the slot is free even if nobody reads on
-        self._engine.gate.wake()
+        self._engine.wake_queue()
 
     def _deltas(self) -> Iterator[TextDelta]:
-        response, completed = None, False
+        response, completed, failed = None, False, False
         try:
             try:
                 self._slot.wait(self._cancelled)
@@ -161,7 +182,7 @@ class OpenAIStream:
                 return  # cancelled while queued
             if self._cancelled.is_set():
                 return
-            response = self._engine.open(self._messages, self._sampling, self.stats.request_id)
+            response = self._engine.open(self._messages, self._sampling, self.request_id)
             with self._lock:
                 self._socket = _socket_of(response)
                 if self._cancelled.is_set() and self._socket is not None:
@@ -171,13 +192,17 @@ class OpenAIStream:
             if self.shutting_down:
                 raise EngineClosed()
         except EngineError:
-            self.stats.finish_reason = "error"
+            failed = True
             raise
         except Exception:  # e.g. a malformed chunk: never show internals to the user
-            log.exception("remote generation failed", extra={"request_id": self.stats.request_id})
-            self.stats.finish_reason = "error"
-            error = EngineError(f"generation {self.stats.request_id} failed")
-            error.user_message = f"{EngineError.user_message} (reference {self.stats.request_id})"
+            if self._cancelled.is_set() and not self.shutting_down:
+                return  # the connection we shut down, read on after a cancel
+            failed = True
+            if self.shutting_down:
+                raise EngineClosed() from None
+            log.exception("remote generation failed", extra={"request_id": self.request_id})
+            error = EngineError(f"generation {self.request_id} failed")
+            error.user_message = f"{EngineError.user_message} (reference {self.request_id})"
             raise error from None
         finally:
             # Normal end, error, cancel() and close()/GeneratorExit (stop button, tab closed) all land here.
@@ -188,10 +213,20 @@ class OpenAIStream:
                     _shutdown(sock)  # the server must see the disconnect, not a pooled connection
                 response.close()
             self._slot.give_back()
-            if not completed and self.stats.finish_reason != "error":
-                self.stats.finish_reason = "cancelled"
-            self.stats.total_time = time.monotonic() - self.created
-            self._engine.finished(self)
+            if failed:
+                reason: FinishReason = "error"
+            else:
+                reason = self._finish_reason if completed else "cancelled"
+            self.final = GenerationStats(
+                prompt_tokens=self._prompt_tokens,
+                completion_tokens=self._completion_tokens,
+                time_to_first_token=self._time_to_first_token,
+                total_time=time.monotonic() - self.created,
+                finish_reason=reason,
+                dropped_messages=self._dropped_messages,
+                request_id=self.request_id,
+            )
+            self._engine.finished(self, self.final)
 
     def _relay(self, response: openai.Stream) -> Iterator[TextDelta]:
         counted = 0
@@ -200,23 +235,23 @@ class OpenAIStream:
                 if self._cancelled.is_set():
                     return
                 if chunk.usage is not None:
-                    self.stats.prompt_tokens = chunk.usage.prompt_tokens
-                    self.stats.completion_tokens = chunk.usage.completion_tokens
+                    self._prompt_tokens = chunk.usage.prompt_tokens
+                    self._completion_tokens = chunk.usage.completion_tokens
                 choice = chunk.choices[0] if chunk.choices else None
                 if choice is None:
                     continue
                 if choice.delta.content:
-                    if self.stats.time_to_first_token is None:
-                        self.stats.time_to_first_token = time.monotonic() - self.created
+                    if self._time_to_first_token is None:
+                        self._time_to_first_token = time.monotonic() - self.created
                     counted += 1  # servers send about one chunk per token; usage corrects it
-                    self.stats.completion_tokens = max(self.stats.completion_tokens, counted)
+                    self._completion_tokens = max(self._completion_tokens, counted)
                     yield TextDelta(choice.delta.content)
                 if choice.finish_reason:
-                    self.stats.finish_reason = _FINISH.get(choice.finish_reason, "stop")  # type: ignore[assignment]
+                    self._finish_reason = _FINISH.get(choice.finish_reason, "stop")  # type: ignore[assignment]
         except openai.APIError as exc:
             if self._cancelled.is_set():
                 return  # our own shutdown of the socket
-            raise self._engine.translate(exc, self.stats.request_id) from None
+            raise self._engine.translate(exc, self.request_id) from None
 
 
 class OpenAIEngine:
@@ -230,7 +265,7 @@ class OpenAIEngine:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings, self._generation, self._clock = settings, generation, clock
-        self.gate = AdmissionGate(
+        self._gate = AdmissionGate(
             generation.max_concurrent, generation.max_queue, generation.queue_timeout_seconds
         )
         key = settings.api_key.get_secret_value() if settings.api_key else "none"
@@ -250,6 +285,14 @@ class OpenAIEngine:
         self._streams: weakref.WeakSet[OpenAIStream] = weakref.WeakSet()
         self._closed = False
 
+    @property
+    def load(self) -> EngineLoad:
+        return EngineLoad(waiting=self._gate.waiting, running=self._gate.running)
+
+    def wake_queue(self) -> None:
+        """Let queued streams re-check whether they were cancelled."""
+        self._gate.wake()
+
     def stream(self, request: GenerationRequest) -> OpenAIStream:
         """Admit the request (or raise EngineBusy / PromptTooLong / EngineClosed); nothing is sent yet."""
         if self._closed:
@@ -263,15 +306,16 @@ class OpenAIEngine:
             self._generation.max_prompt_chars,
         )
         messages = _as_dicts(self._generation.system_prompt, turns[prompt.dropped_messages :])
-        stats = GenerationStats(
-            prompt_tokens=len(prompt.input_ids),  # the estimate, until the server reports usage
-            dropped_messages=prompt.dropped_messages,
+        slot = _Slot(self._gate, self._gate.reserve())
+        stream = OpenAIStream(
+            self,
+            messages,
+            resolve_sampling(request, self._generation),
+            slot,
             # Sent as X-Request-Id: llama-cpp-python's server answers 400 unless it is a UUID.
             request_id=str(uuid.uuid4()),
-        )
-        slot = _Slot(self.gate, self.gate.reserve())
-        stream = OpenAIStream(
-            self, messages, resolve_sampling(request, self._generation), stats, slot
+            prompt_tokens=len(prompt.input_ids),
+            dropped_messages=prompt.dropped_messages,
         )
         with self._lock:
             if self._closed:  # close() ran meanwhile: it must not miss this stream
@@ -309,7 +353,7 @@ class OpenAIEngine:
         for stream in streams:
             stream.shutting_down = True
             stream.cancel()
-        self.gate.close()
+        self._gate.close()
         self._client.close()
 
     def open(self, messages: list[dict[str, str]], sampling: SamplingParams, request_id: str):
@@ -346,8 +390,8 @@ class OpenAIEngine:
         error.user_message = f"{EngineError.user_message} (reference {request_id})"
         return error
 
-    def finished(self, stream: OpenAIStream) -> None:
-        stats = stream.stats  # counts and timings only: never prompts, replies or user identities
+    def finished(self, stream: OpenAIStream, stats: GenerationStats) -> None:
+        # Counts and timings only: never prompts, replies or user identities.
         with self._lock:
             self._streams.discard(stream)
         log.info(

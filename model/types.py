@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -34,13 +34,24 @@ class TextDelta:
     text: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationStats:
+    """How one generation went: built once, when it has ended, by whoever ended it."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    time_to_first_token: float | None = None  # seconds
-    total_time: float = 0.0
+    time_to_first_token: float | None = None  # seconds from the request (queue wait included)
+    total_time: float = 0.0  # seconds
     finish_reason: FinishReason = "stop"
     dropped_messages: int = 0  # oldest turns left out to fit max_input_tokens
     request_id: str = ""  # engine-side id, also in the server log and in error messages
-    extra: dict[str, float] = field(default_factory=dict)
+    cached_prompt_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+    max_batch: int = 0  # most generations decoded in one step together with this one
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """A snapshot of an engine's admission, for metrics."""
+
+    waiting: int  # admitted requests waiting for their place
+    running: int  # generations running now

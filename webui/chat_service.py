@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from core.audit import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
+from core.history import History
 from core.identity import User
-from guards.rate_limits import Limited
 from core.shared_state import SharedStateUnavailable
+from guards.rate_limits import Limited
 from guards.user_concurrency import GenerationInProgress
 from model.engine import (
     Engine,
@@ -23,8 +25,7 @@ from model.engine import (
     PromptTooLong,
 )
 from model.settings import GenerationSettings
-from model.types import ChatMessage, GenerationRequest, GenerationStats
-from core.audit import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
+from model.types import ChatMessage, GenerationRequest, GenerationStats, TextDelta
 from webui.i18n import text
 
 log = logging.getLogger("chat.service")
@@ -39,22 +40,29 @@ SAVE_EVERY_DELTAS = 8
 # "rate_limited": a per-user limit (messages per minute, tokens per day); retry_after says when.
 # "refused": anything else that stopped the turn before it ran (policy, too long, busy, ...).
 Status = Literal["streaming", "complete", "stopped", "error", "refused", "rate_limited"]
+SavedStatus = Literal["complete", "stopped", "error"]  # how a reply that started is kept
 
 
-class History(Protocol):
-    """What the chat turn needs from the per-user history (store.chat_history.ChatHistory)."""
+class TurnObserver(Protocol):
+    """Told how each turn the engine saw went (webui.metrics.Metrics is one)."""
 
-    def create_conversation(self, owner_key: str, title: str) -> Any: ...
-
-    def get_conversation(self, owner_key: str, conversation_id: str) -> Any: ...
-
-    def start_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
-        """Save the user's message and an empty "streaming" reply together; the reply's id."""
+    def observe_turn(self, stats: GenerationStats, outcome: SavedStatus) -> None:
+        """A started turn ended: the engine's final stats, and how its reply was saved."""
         ...
 
-    def update_message(
-        self, owner_key: str, conversation_id: str, message_id: int, content: str, status: str
-    ) -> None: ...
+    def record_refusal(self, reason: str) -> None:
+        """The engine refused a turn before it started ("chat:busy", "chat:too_long", ...)."""
+        ...
+
+
+class NoObserver:
+    """The default observer: a ChatService without metrics."""
+
+    def observe_turn(self, stats: GenerationStats, outcome: SavedStatus) -> None:
+        pass
+
+    def record_refusal(self, reason: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -105,9 +113,11 @@ class ChatService:
         generation: GenerationSettings,
         guards: TurnGuards | None = None,
         clock: Callable[[], float] = time.monotonic,  # paces the partial saves
+        observer: TurnObserver | None = None,
     ) -> None:
         self._guards = guards or TurnGuards()
         self._clock = clock
+        self._observer = observer or NoObserver()
         self._in_flight = 0
         self._idle = threading.Condition()
         self._draining = False
@@ -241,7 +251,9 @@ class ChatService:
         try:
             stream = self._engine.stream(request)  # admission first: a busy refusal saves nothing
         except EngineError as exc:
-            self._record_request(ctx, conversation_id, message, _outcome(exc))
+            outcome = _outcome(exc)
+            self._record_request(ctx, conversation_id, message, outcome)
+            self._observer.record_refusal(f"chat:{outcome}")
             yield ReplyUpdate(conversation_id, "", "refused", _notice(exc, ctx.locale))
             return
         try:
@@ -264,13 +276,15 @@ class ChatService:
         message: str,
     ) -> Iterator[ReplyUpdate]:
         reply = ""
-        status: Status = "error"
+        status: Status = "streaming"  # until the stream ends, fails or is stopped
+        deltas = iter(stream)
+        stats: GenerationStats | None = None
         try:
             # In the trail before generation: a crash cannot hide that the turn was asked.
             self._record_request(ctx, conversation_id, message, "started")
             yield ReplyUpdate(conversation_id, "", "streaming")
             saved_at, unsaved = self._clock(), 0
-            for delta in stream:
+            for delta in deltas:
                 reply += delta.text
                 unsaved += 1
                 yield ReplyUpdate(conversation_id, reply, "streaming")
@@ -280,27 +294,25 @@ class ChatService:
                 ):
                     self._save_partial(ctx, conversation_id, reply_id, reply)
                     saved_at, unsaved = self._clock(), 0
-            status = "stopped" if stream.stats.finish_reason == "cancelled" else "complete"
-            yield ReplyUpdate(conversation_id, reply, status, stats=stream.stats)
+            stats = _run_out(stream, deltas)  # it has ended: this only takes its stats
+            status = "stopped" if stats.finish_reason == "cancelled" else "complete"
+            yield ReplyUpdate(conversation_id, reply, status, stats=stats)
         except GeneratorExit:
-            status = "stopped"  # the user pressed stop or closed the tab
+            if status == "streaming":
+                status = "stopped"  # the user pressed stop or closed the tab
             raise
         except EngineError as exc:
+            status = "error"
             log.warning("generation failed", extra={"conversation": conversation_id})
             yield ReplyUpdate(conversation_id, reply, "error", _notice(exc, ctx.locale))
         finally:
-            stream.cancel()
-            wait = getattr(stream, "wait", None)
-            if wait is not None:
-                wait(1.0)  # the worker ends within a decoding step; then the counts are final
-            stats = stream.stats
-            if status == "stopped":
-                stats.finish_reason = "cancelled"
+            if stats is None:
+                stats = _run_out(stream, deltas)
+            saved = _saved_status(status)
             # A stopped or failed reply is kept too, marked as such: nothing the user saw is lost.
-            self._history.update_message(
-                ctx.user.key, conversation_id, reply_id, reply, _saved_status(status)
-            )
-            self._record_reply(ctx, conversation_id, stats, _saved_status(status))
+            self._history.update_message(ctx.user.key, conversation_id, reply_id, reply, saved)
+            self._record_reply(ctx, conversation_id, stats, saved)
+            self._observer.observe_turn(stats, saved)
             if self._guards.limiter is not None and stats.completion_tokens:
                 try:
                     self._guards.limiter.consume_tokens(ctx.user.key, stats.completion_tokens)
@@ -336,6 +348,7 @@ class ChatService:
     ) -> None:
         """chat.reply: how a started turn ended, with its counts and timings."""
         details = {
+            "finish_reason": stats.finish_reason,  # the engine's, next to how the reply was kept
             "prompt_tokens": stats.prompt_tokens,
             "reply_tokens": stats.completion_tokens,
             "ttft_s": stats.time_to_first_token,
@@ -370,8 +383,21 @@ def _title(message: str) -> str:
     return first_line[:60] or "New chat"
 
 
-def _saved_status(status: Status) -> str:
-    return {"complete": "complete", "stopped": "stopped"}.get(status, "error")
+def _saved_status(status: Status) -> SavedStatus:
+    return "complete" if status == "complete" else "stopped" if status == "stopped" else "error"
+
+
+def _run_out(stream: GenerationStream, deltas: Iterator[TextDelta]) -> GenerationStats:
+    """Stop the generation if it still runs and read its stream to the end, where the engine
+    hands over the final stats (within a decoding step of the cancel: no fixed wait)."""
+    stream.cancel()
+    with contextlib.suppress(EngineError):  # already shown to the user, or a stop's own ending
+        for _ in deltas:
+            pass
+    if stream.final is None:  # an engine broke its protocol: still save and audit the reply
+        log.error("an engine stream ended without its final stats")
+        return GenerationStats(finish_reason="error")
+    return stream.final
 
 
 def _outcome(exc: EngineError) -> str:

@@ -138,6 +138,13 @@ class Metrics:
         """kind: e.g. "engine", "unhandled", "database"."""
         self.errors.labels(self._small["error"](kind)).inc()
 
+    def observe_turn(self, stats: GenerationStats, outcome: str) -> None:
+        """A chat turn that started has ended (webui.chat_service.TurnObserver): its generation,
+        and an engine error if its reply was saved as failed."""
+        if outcome == "error":
+            self.record_error("engine")
+        self.observe_generation(stats)
+
     def observe_generation(self, stats: GenerationStats) -> None:
         """Record one finished generation from the engine's stats."""
         self.generations.labels(self._small["finish"](stats.finish_reason)).inc()

@@ -41,7 +41,10 @@ class PacedStream:
     def __init__(self, stream: GenerationStream, interval: float) -> None:
         self._stream = stream
         self._interval = interval
-        self.stats = stream.stats
+
+    @property
+    def final(self):
+        return self._stream.final
 
     def __iter__(self) -> Iterator[TextDelta]:
         for delta in self._stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -80,10 +81,14 @@ def read_all(streams, timeout: float = 30) -> list[str]:
     return replies
 
 
-def worker_thread(request_id: str) -> threading.Thread | None:
-    """The engine's generating thread for a request, found the way an operator would: by name."""
-    name = f"generate-{request_id}"
-    return next((t for t in threading.enumerate() if t.name == name), None)
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether `condition` holds within `timeout` seconds (checked every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 class ScriptedModel:

@@ -39,8 +39,8 @@ def test_concurrent_streams_each_equal_their_solo_answer(make_engine, loaded, kv
         engine.stream(ask(q, max_new_tokens=n)) for q, n in zip(QUESTIONS, lengths, strict=True)
     ]
     assert read_all(streams) == solo
-    assert [s.stats.completion_tokens for s in streams] == lengths
-    assert max(s.stats.extra["max_batch"] for s in streams) >= 3  # they really shared steps
+    assert [s.final.completion_tokens for s in streams] == lengths
+    assert max(s.final.max_batch for s in streams) >= 3  # they really shared steps
 
 
 def test_cancelling_one_stream_mid_batch_leaves_the_others_intact(make_engine) -> None:
@@ -56,11 +56,11 @@ def test_cancelling_one_stream_mid_batch_leaves_the_others_intact(make_engine) -
     next(victim_deltas)
     victim.cancel()
     assert victim.wait(2.0)
-    assert victim.stats.finish_reason == "cancelled"
-    assert victim.stats.completion_tokens < 200
+    assert victim.final.finish_reason == "cancelled"
+    assert victim.final.completion_tokens < 200
     assert read_all(others) == expected
-    assert all(s.stats.finish_reason == "length" for s in others)
-    assert engine.gate.running == 0 or all(s.wait(2.0) for s in others)
+    assert all(s.final.finish_reason == "length" for s in others)
+    assert engine.load.running == 0
 
 
 def test_a_request_joining_a_running_batch_answers_as_alone(make_engine) -> None:
@@ -73,7 +73,7 @@ def test_a_request_joining_a_running_batch_answers_as_alone(make_engine) -> None
         next(early_deltas)
     late = engine.stream(ask(QUESTIONS[3], max_new_tokens=30))
     assert "".join(d.text for d in late) == late_solo
-    assert late.stats.extra["max_batch"] == 2
+    assert late.final.max_batch == 2
     early.cancel()
 
 
@@ -86,7 +86,7 @@ def test_sampled_and_greedy_requests_share_a_batch(make_engine) -> None:
     greedy = engine.stream(ask(QUESTIONS[0], temperature=0.0, max_new_tokens=30))
     replies = read_all([sampled, greedy])
     assert replies[1] == greedy_alone
-    assert replies[0] and sampled.stats.completion_tokens == 30
+    assert replies[0] and sampled.final.completion_tokens == 30
 
 
 def prefill(model, ids: list[int]):
@@ -176,17 +176,17 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_a_running_reply_goes_on(
     early_deltas = iter(early)
     for _ in range(5):
         next(early_deltas)
-    before = early.stats.completion_tokens
+    before = early.generated_tokens
     late = engine.stream(ask(LONG_QUESTION, max_new_tokens=30))
     late_deltas = iter(late)
     first = next(late_deltas)
-    gained = early.stats.completion_tokens - before
-    chunks = -(-late.stats.prompt_tokens // 16)
+    gained = early.generated_tokens - before
+    assert first.text + "".join(d.text for d in late_deltas) == late_solo
+    chunks = -(-late.final.prompt_tokens // 16)
     assert chunks >= 5
     # One step of the running reply between every two chunks of the newcomer's prompt: without
     # chunks it would have stood still for the whole prefill.
     assert gained >= chunks - 1
-    assert first.text + "".join(d.text for d in late_deltas) == late_solo
     early.cancel()
 
 
@@ -228,11 +228,11 @@ def test_a_prompt_cancelled_between_chunks_ends_and_its_conversation_keeps_what_
     model.victim = victim
     model.victim_known.set()
     assert list(victim) == []
-    assert victim.stats.finish_reason == "cancelled" and victim.stats.completion_tokens == 0
+    assert victim.final.finish_reason == "cancelled" and victim.final.completion_tokens == 0
     # The two chunks prefilled before the cancel stay cached: asked again, only the rest is new.
     again = engine.stream(request)
     answer = "".join(d.text for d in again)
-    assert again.stats.extra["cached_prompt_tokens"] == 32
+    assert again.final.cached_prompt_tokens == 32
     whole = make_engine(**GREEDY)
     assert answer == "".join(d.text for d in whole.stream(ask(LONG_QUESTION, max_new_tokens=30)))
 
@@ -269,8 +269,11 @@ def test_a_short_prompt_arriving_with_a_long_one_decodes_while_the_long_one_is_p
     long = engine.stream(ask(LONG_QUESTION, max_new_tokens=30))
     model.release.set()
     assert len(list(gate)) <= 1
-    next(iter(long))
-    chunks = -(-long.stats.prompt_tokens // 16)
+    long_deltas = iter(long)
+    next(long_deltas)
+    decoded = short.generated_tokens
+    list(long_deltas)
+    chunks = -(-long.final.prompt_tokens // 16)
     # The short one joined at the long one's first chunk boundary and decoded between chunks.
-    assert short.stats.completion_tokens >= chunks - 1
+    assert decoded >= chunks - 1
     short.cancel()

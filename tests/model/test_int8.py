@@ -78,7 +78,7 @@ def test_an_id_outside_the_vocabulary_is_refused(int8_loaded) -> None:
 def test_engine_streams_with_the_int8_model(make_engine, int8_loaded) -> None:
     stream = make_engine(int8_loaded, temperature=0.0, max_new_tokens=12).stream(ask("hi"))
     assert "".join(d.text for d in stream)
-    assert stream.stats.completion_tokens == 12
+    assert stream.final.completion_tokens == 12
 
 
 def test_int8_needs_float32() -> None:

@@ -176,13 +176,13 @@ def test_an_engine_with_bf16_prompt_products_beside_an_exact_one(make_engine, lo
         if first is not None:
             messages += (ChatMessage("assistant", first), ChatMessage("user", "And then?"))
         stream = target.stream(GenerationRequest(messages=messages, conversation_id="c"))
-        return "".join(d.text for d in stream), stream.stats
+        return "".join(d.text for d in stream), stream.final
 
     first, _ = turns(exact)
     assert turns(narrow)[0] == first  # the first turn has nothing cached: fp32 products on both
     follow_up, stats = turns(exact, first)
     narrow_follow_up, narrow_stats = turns(narrow, first)
-    assert stats.extra["cached_prompt_tokens"] > 0
-    assert narrow_stats.extra["cached_prompt_tokens"] == stats.extra["cached_prompt_tokens"]
+    assert stats.cached_prompt_tokens > 0
+    assert narrow_stats.cached_prompt_tokens == stats.cached_prompt_tokens
     assert follow_up == turns(plain, first)[0]  # the exact engine answers as with no cache
     assert narrow_follow_up  # the narrow engine answered from its cache too

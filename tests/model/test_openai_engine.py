@@ -75,17 +75,17 @@ def test_stream_delivers_several_deltas_equal_to_the_non_streamed_greedy_reply(
     )
     assert len(deltas) > 1
     assert "".join(deltas) == direct.choices[0].message.content
-    assert stream.stats.finish_reason == "length"  # the tiny model never emits eos
-    assert stream.stats.completion_tokens == 24
-    assert stream.stats.time_to_first_token is not None
-    assert engine.gate.running == 0
+    assert stream.final.finish_reason == "length"  # the tiny model never emits eos
+    assert stream.final.completion_tokens == 24
+    assert stream.final.time_to_first_token is not None
+    assert engine.load.running == 0
 
 
 def test_max_new_tokens_is_capped_by_settings(make_engine) -> None:
     engine = make_engine(max_new_tokens=5)
     stream = engine.stream(ask("Hello", max_new_tokens=1000, temperature=0.0))
     assert len(list(stream)) == 5
-    assert stream.stats.finish_reason == "length"
+    assert stream.final.finish_reason == "length"
 
 
 def _assert_server_idle_soon(engine: OpenAIEngine) -> None:
@@ -104,8 +104,8 @@ def test_cancel_disconnects_and_the_server_stops_generating(make_engine) -> None
         next(deltas)
     stream.cancel()
     assert list(deltas) == []
-    assert stream.stats.finish_reason == "cancelled"
-    assert engine.gate.running == 0
+    assert stream.final.finish_reason == "cancelled"
+    assert engine.load.running == 0
     _assert_server_idle_soon(engine)
 
 
@@ -114,7 +114,7 @@ def test_closing_the_iterator_disconnects(make_engine) -> None:
     deltas = iter(engine.stream(ask("Tell me a long story", temperature=0.0)))
     next(deltas)
     deltas.close()  # what Gradio does on the stop button or a closed tab
-    assert engine.gate.running == 0
+    assert engine.load.running == 0
     _assert_server_idle_soon(engine)
 
 
@@ -129,7 +129,7 @@ def test_cancel_from_another_thread_ends_a_blocked_reader(make_engine) -> None:
     stream.cancel()
     reader.join(timeout=5)
     assert not reader.is_alive()
-    assert stream.stats.finish_reason == "cancelled"
+    assert stream.final.finish_reason == "cancelled"
     _assert_server_idle_soon(engine)
 
 
@@ -182,7 +182,7 @@ def test_cancel_wakes_a_reader_blocked_on_a_silent_server(make_engine, stalled_s
     stream.cancel()
     assert finished.wait(2)
     assert disconnected.wait(2)
-    assert stream.stats.finish_reason == "cancelled"
+    assert stream.final.finish_reason == "cancelled"
 
 
 def test_a_silent_server_times_out_as_unavailable(make_engine, stalled_server) -> None:
@@ -193,7 +193,7 @@ def test_a_silent_server_times_out_as_unavailable(make_engine, stalled_server) -
         list(engine.stream(ask("hello")))
     assert time.monotonic() - started < 3
     assert disconnected.wait(2)
-    assert engine.gate.running == 0
+    assert engine.load.running == 0
 
 
 def test_the_request_id_header_is_a_uuid_equal_to_the_engine_side_id(
@@ -207,7 +207,7 @@ def test_the_request_id_header_is_a_uuid_equal_to_the_engine_side_id(
     sent = stalled_server.header("x-request-id")
     assert sent is not None
     assert str(uuid.UUID(sent)) == sent
-    assert sent == stream.stats.request_id  # one id in our log, the server's log and the message
+    assert sent == stream.final.request_id  # one id in our log, the server's log and the message
 
 
 def test_engine_close_stops_running_streams_with_a_shutdown_message(make_engine) -> None:
@@ -241,7 +241,7 @@ def test_full_queue_refuses_at_once_and_frees_when_done(make_engine) -> None:
     first.cancel()
     waiter.join(timeout=10)
     assert len(results) == 3
-    assert (engine.gate.running, engine.gate.waiting) == (0, 0)
+    assert (engine.load.running, engine.load.waiting) == (0, 0)
 
 
 def test_cancelling_a_queued_request_leaves_the_queue(make_engine) -> None:
@@ -254,8 +254,8 @@ def test_cancelling_a_queued_request_leaves_the_queue(make_engine) -> None:
     time.sleep(0.2)
     queued.cancel()
     assert done.wait(5)
-    assert queued.stats.finish_reason == "cancelled"
-    assert engine.gate.waiting == 0
+    assert queued.final.finish_reason == "cancelled"
+    assert engine.load.waiting == 0
     first_deltas.close()
 
 
@@ -275,7 +275,7 @@ def test_server_down_gives_a_friendly_error_and_not_ready(make_engine) -> None:
     message = failed.value.user_message
     assert "not responding" in message
     assert "127.0.0.1" not in message and url not in message and SECRET_KEY not in message
-    assert engine.gate.running == 0
+    assert engine.load.running == 0
     assert engine.ready() is False
 
 
@@ -287,10 +287,10 @@ def test_http_error_from_the_server_is_an_engine_error_with_a_reference(
     with pytest.raises(EngineError) as failed:
         list(stream)
     assert not isinstance(failed.value, EngineUnavailable)
-    assert stream.stats.request_id in failed.value.user_message
+    assert stream.final.request_id in failed.value.user_message
     assert "no-such-api" not in failed.value.user_message
-    assert stream.stats.finish_reason == "error"
-    assert engine.gate.running == 0
+    assert stream.final.finish_reason == "error"
+    assert engine.load.running == 0
 
 
 def test_ready_asks_the_models_endpoint_and_caches_the_answer(make_engine, server) -> None:
@@ -321,14 +321,14 @@ def test_oldest_turns_are_dropped_to_fit_and_the_reply_still_streams(make_engine
     )
     stream = engine.stream(request)
     assert len(list(stream)) == 2
-    assert stream.stats.dropped_messages == 2
+    assert stream.final.dropped_messages == 2
 
 
 def test_a_message_too_long_alone_is_refused_before_sending(make_engine) -> None:
     engine = make_engine(max_input_tokens=64)
     with pytest.raises(PromptTooLong):
         engine.stream(ask("中文" * 200))
-    assert engine.gate.running == 0
+    assert engine.load.running == 0
 
 
 def test_token_estimate_counts_cjk_per_character_and_ascii_per_four() -> None:

@@ -37,5 +37,5 @@ def test_a_question_streams_the_right_answer(smollm2_server: OpenAIServer) -> No
     reply = "".join(deltas)
     assert "Paris" in reply, reply
     assert len(deltas) > 1
-    assert stream.stats.finish_reason == "stop"  # the model ended its turn: no error, no cut-off
-    assert stream.stats.time_to_first_token is not None
+    assert stream.final.finish_reason == "stop"  # the model ended its turn: no error, no cut-off
+    assert stream.final.time_to_first_token is not None

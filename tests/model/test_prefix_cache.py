@@ -30,7 +30,7 @@ def turn(engine, messages, conversation="c1", user="alice", **kwargs):
     )
     stream = engine.stream(request)
     reply = "".join(d.text for d in stream)
-    return reply, stream.stats
+    return reply, stream.final
 
 
 @pytest.fixture(params=["float32", "bfloat16"])
@@ -62,13 +62,13 @@ def conversation(first_reply: str, first_question: str = "Hello! How can I help 
 def test_follow_up_reuses_the_conversation_and_answers_the_same(engines) -> None:
     cached, plain = engines
     first, first_stats = turn(cached, conversation("")[:1])
-    assert first_stats.extra["cached_prompt_tokens"] == 0
+    assert first_stats.cached_prompt_tokens == 0
     follow_up, stats = turn(cached, conversation(first))
     expected, plain_stats = turn(plain, conversation(first))
     assert follow_up == expected
     # Everything up to the first reply's text was cached; only the new turn was prefilled.
-    assert stats.extra["cached_prompt_tokens"] >= first_stats.prompt_tokens
-    assert plain_stats.extra["cached_prompt_tokens"] == 0
+    assert stats.cached_prompt_tokens >= first_stats.prompt_tokens
+    assert plain_stats.cached_prompt_tokens == 0
 
 
 def test_a_follow_up_longer_than_a_chunk_answers_as_prefilled_whole(make_engine, loaded) -> None:
@@ -87,8 +87,8 @@ def test_a_follow_up_longer_than_a_chunk_answers_as_prefilled_whole(make_engine,
     messages = conversation(first)
     messages[-1] = ChatMessage("user", "Please summarise the meeting notes. " * 5)
     answer, stats = turn(chunked, messages)
-    assert stats.prompt_tokens - stats.extra["cached_prompt_tokens"] > 3 * 16
-    assert stats.extra["cached_prompt_tokens"] >= first_stats.prompt_tokens
+    assert stats.prompt_tokens - stats.cached_prompt_tokens > 3 * 16
+    assert stats.cached_prompt_tokens >= first_stats.prompt_tokens
     assert answer == turn(plain, messages)[0]
 
 
@@ -98,7 +98,7 @@ def test_an_edited_earlier_message_reuses_only_the_part_before_the_edit(engines)
     edited = conversation(first, first_question="Hello! How can I help you tomorrow?")
     answer, stats = turn(cached, edited)
     assert answer == turn(plain, edited)[0]
-    assert 0 < stats.extra["cached_prompt_tokens"] < first_stats.prompt_tokens
+    assert 0 < stats.cached_prompt_tokens < first_stats.prompt_tokens
 
 
 def test_history_truncated_to_fit_reuses_only_the_system_prompt(make_engine, loaded) -> None:
@@ -117,7 +117,7 @@ def test_history_truncated_to_fit_reuses_only_the_system_prompt(make_engine, loa
     assert answer == turn(plain, messages)[0]
     # Only the rendered system prompt and the next turn's opening survive the cut.
     opening = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-    assert stats.extra["cached_prompt_tokens"] == len(loaded.tokenizer.encode(opening))
+    assert stats.cached_prompt_tokens == len(loaded.tokenizer.encode(opening))
 
 
 def test_a_reply_ended_at_its_first_token_leaves_room_for_the_next_message(
@@ -146,7 +146,7 @@ def test_a_reply_ended_at_its_first_token_leaves_room_for_the_next_message(
         assert min(capacity(keys), capacity(values)) >= len(follow_up)
     cached.prefix_cache.put(("alice", "c1"), follow_up[: hit.tokens], hit.kv)
     answer, stats = turn(cached, messages)
-    assert stats.extra["cached_prompt_tokens"] == first_stats.prompt_tokens
+    assert stats.cached_prompt_tokens == first_stats.prompt_tokens
     assert answer == turn(plain, messages)[0]
 
 
@@ -154,9 +154,9 @@ def test_another_user_with_the_same_conversation_id_gets_nothing_cached(engines)
     cached, _ = engines
     first, _ = turn(cached, conversation("")[:1], user="alice")
     _, stats = turn(cached, conversation(first), user="mallory")
-    assert stats.extra["cached_prompt_tokens"] == 0
+    assert stats.cached_prompt_tokens == 0
     _, stats = turn(cached, conversation(first), user="alice")
-    assert stats.extra["cached_prompt_tokens"] > 0  # alice's entry survived mallory's attempt
+    assert stats.cached_prompt_tokens > 0  # alice's entry survived mallory's attempt
 
 
 def test_requests_without_a_conversation_id_are_not_cached(engines) -> None:

@@ -62,7 +62,7 @@ def user(text: str) -> ChatMessage:
 
 
 def reply_of(stream: ThreadedStream) -> tuple[str, GenerationStats]:
-    return "".join(delta.text for delta in stream), stream.stats
+    return "".join(delta.text for delta in stream), stream.final
 
 
 def test_a_question_gets_the_right_answer(make_engine) -> None:
@@ -88,13 +88,13 @@ def test_a_follow_up_answers_from_the_conversation_and_reuses_its_cache(make_eng
     )
     assert "pineapple" in follow_up, follow_up
     # The whole first turn's prompt was reused from the cache; only the new turn was prefilled.
-    assert stats.extra["cached_prompt_tokens"] >= first_stats.prompt_tokens > 0
+    assert stats.cached_prompt_tokens >= first_stats.prompt_tokens > 0
     # The word came from the conversation: asked cold, in a new conversation, the model lacks it.
     cold, cold_stats = reply_of(
         engine.stream(greedy(asked, user_key="alice", conversation_id="c2"))
     )
     assert "pineapple" not in cold, cold
-    assert cold_stats.extra["cached_prompt_tokens"] == 0
+    assert cold_stats.cached_prompt_tokens == 0
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_streamed_text_never_shows_a_partial_character(make_engine, smollm2, que
     stream = make_engine(max_new_tokens=128).stream(greedy(user(question)))
     deltas = [delta.text for delta in stream]
     reply = "".join(deltas)
-    assert stream.stats.finish_reason == "stop", reply  # ended by the model, not cut by the cap
+    assert stream.final.finish_reason == "stop", reply  # ended by the model, not cut by the cap
     assert len(deltas) > 1
     assert [d for d in deltas if REPLACEMENT in d] == [], reply
     # The reply does hold characters split across tokens: decoded token by token, they would show.
@@ -157,6 +157,6 @@ def test_answers_decoded_in_one_batch_equal_each_answer_alone(make_engine) -> No
     alone = [reply_of(engine.stream(greedy(user(q))))[0] for q in BATCH_QUESTIONS]
     streams = [engine.stream(greedy(user(q))) for q in BATCH_QUESTIONS]
     together = read_all(streams, timeout=120)
-    assert max(s.stats.extra["max_batch"] for s in streams) >= 3  # they really shared steps
+    assert max(s.final.max_batch for s in streams) >= 3  # they really shared steps
     for question, solo, batched in zip(BATCH_QUESTIONS, alone, together, strict=True):
         assert batched == solo, f"{question!r}: alone {solo!r}, in a batch {batched!r}"

@@ -15,8 +15,10 @@ from model.engine import EngineBusy, EngineClosed, EngineError
 from model.loader import LoadedModel
 from model.prompt import build_prompt
 from model.settings import GenerationSettings
-from model.types import ChatMessage, GenerationRequest
-from tests.model.conftest import LONG, ScriptedModel, ask, worker_thread
+from model.types import ChatMessage, EngineLoad, GenerationRequest
+from tests.model.conftest import LONG, ScriptedModel, ask, until
+
+IDLE = EngineLoad(waiting=0, running=0)
 
 CHINESE = "你好！北京是中国的首都。人工智能正在改变世界。😀"
 
@@ -42,11 +44,11 @@ def test_stream_equals_greedy_generate_token_for_token(make_engine, loaded) -> N
     expected = loaded.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert "".join(deltas) == expected
     assert len(deltas) > 10 and len(set(deltas)) > 5  # really streamed, and not one repeated token
-    assert stream.stats.prompt_tokens == len(prompt.input_ids)
-    assert stream.stats.completion_tokens == 60
-    assert stream.stats.finish_reason == "length"
-    assert 0 < stream.stats.time_to_first_token <= stream.stats.total_time
-    assert stream.stats.request_id
+    assert stream.final.prompt_tokens == len(prompt.input_ids)
+    assert stream.final.completion_tokens == 60
+    assert stream.final.finish_reason == "length"
+    assert 0 < stream.final.time_to_first_token <= stream.final.total_time
+    assert stream.final.request_id
 
 
 def test_chinese_streams_without_broken_characters(make_engine, tokenizer) -> None:
@@ -57,15 +59,15 @@ def test_chinese_streams_without_broken_characters(make_engine, tokenizer) -> No
     assert "".join(deltas) == CHINESE
     assert all("\ufffd" not in d for d in deltas)
     assert len(deltas) > 5
-    assert stream.stats.finish_reason == "stop"
-    assert stream.stats.completion_tokens == len(script)
+    assert stream.final.finish_reason == "stop"
+    assert stream.final.completion_tokens == len(script)
 
 
 def test_max_new_tokens_is_capped_by_settings(make_engine) -> None:
     stream = make_engine(max_new_tokens=7).stream(ask("hi", max_new_tokens=10**6))
     list(stream)
-    assert stream.stats.completion_tokens == 7
-    assert stream.stats.finish_reason == "length"
+    assert stream.final.completion_tokens == 7
+    assert stream.final.finish_reason == "length"
 
 
 def test_negative_temperature_is_greedy(make_engine) -> None:
@@ -78,7 +80,7 @@ def test_negative_temperature_is_greedy(make_engine) -> None:
 def test_sampling_with_extreme_values_still_answers(make_engine) -> None:
     stream = make_engine(max_new_tokens=20).stream(ask("hi", temperature=1e9, top_p=-1.0))
     assert "".join(d.text for d in stream)
-    assert stream.stats.completion_tokens == 20
+    assert stream.final.completion_tokens == 20
 
 
 def test_dropped_history_is_reported(make_engine) -> None:
@@ -92,8 +94,8 @@ def test_dropped_history_is_reported(make_engine) -> None:
     )
     stream = make_engine(max_input_tokens=200).stream(request)
     list(stream)
-    assert stream.stats.prompt_tokens <= 200
-    assert stream.stats.dropped_messages > 0
+    assert stream.final.prompt_tokens <= 200
+    assert stream.final.dropped_messages > 0
 
 
 def test_prompt_too_long_is_refused_before_admission(make_engine) -> None:
@@ -101,7 +103,7 @@ def test_prompt_too_long_is_refused_before_admission(make_engine) -> None:
     with pytest.raises(EngineError) as info:
         engine.stream(ask("long " * 100))
     assert "too long" in info.value.user_message
-    assert engine.gate.running == 0
+    assert engine.load.running == 0
 
 
 def test_full_queue_is_busy_and_queued_requests_run_in_turn(make_engine) -> None:
@@ -113,9 +115,36 @@ def test_full_queue_is_busy_and_queued_requests_run_in_turn(make_engine) -> None
     assert "busy" in info.value.user_message
     first.cancel()
     assert len("".join(d.text for d in queued)) > 0
-    assert queued.stats.completion_tokens == 5
+    assert queued.final.completion_tokens == 5
     assert first.wait(5) and queued.wait(5)
-    assert engine.gate.running == 0 and engine.gate.waiting == 0
+    assert engine.load == IDLE
+
+
+def test_the_load_counts_requests_running_and_waiting_with_no_thread_per_request(
+    make_engine,
+) -> None:
+    before = set(threading.enumerate())
+    engine = make_engine(max_concurrent=1, max_queue=2)
+    streams = [engine.stream(ask(f"question {i}")) for i in range(3)]
+    assert until(lambda: engine.load == EngineLoad(waiting=2, running=1))
+    assert {t.name for t in set(threading.enumerate()) - before} == {"engine-decoder"}
+    streams[0].cancel()
+    assert until(lambda: engine.load == EngineLoad(waiting=1, running=1))
+    for stream in streams:
+        stream.cancel()
+    assert until(lambda: engine.load == IDLE)
+
+
+def test_a_request_queued_past_the_queue_timeout_is_told_busy(make_engine) -> None:
+    engine = make_engine(max_concurrent=1, max_queue=1, queue_timeout_seconds=0.2)
+    running = engine.stream(ask("first"))
+    queued = engine.stream(ask("second"))
+    with pytest.raises(EngineBusy):
+        list(queued)
+    assert queued.final.finish_reason == "error"
+    assert queued.final.completion_tokens == 0
+    assert engine.load == EngineLoad(waiting=0, running=1)
+    running.cancel()
 
 
 def test_cancel_while_queued_frees_the_place(make_engine) -> None:
@@ -125,25 +154,23 @@ def test_cancel_while_queued_frees_the_place(make_engine) -> None:
     queued.cancel()
     assert queued.wait(2.0)  # it leaves the queue at once, not when the running one ends
     assert list(queued) == []
-    assert queued.stats.finish_reason == "cancelled"
-    assert queued.stats.completion_tokens == 0
+    assert queued.final.finish_reason == "cancelled"
+    assert queued.final.completion_tokens == 0
     replacement = engine.stream(ask("third", max_new_tokens=2))  # the place is free again
     running.cancel()
     list(replacement)
-    assert replacement.stats.completion_tokens == 2
+    assert replacement.final.completion_tokens == 2
 
 
 def test_slot_is_released_when_a_stream_is_never_iterated(make_engine) -> None:
     engine = make_engine(max_concurrent=1, max_queue=0)
     abandoned = engine.stream(ask("nobody reads this"))
-    thread = worker_thread(abandoned.stats.request_id)
     del abandoned
     gc.collect()
-    thread.join(5)
-    assert not thread.is_alive()
+    assert until(lambda: engine.load == IDLE)
     follow_up = engine.stream(ask("next", max_new_tokens=2))
     list(follow_up)
-    assert follow_up.stats.completion_tokens == 2
+    assert follow_up.final.completion_tokens == 2
 
 
 def test_a_worker_failure_is_a_safe_engine_error_and_logged(make_engine, tokenizer, caplog) -> None:
@@ -156,11 +183,11 @@ def test_a_worker_failure_is_a_safe_engine_error_and_logged(make_engine, tokeniz
         received.extend(d.text for d in stream)
     assert "".join(received) == tokenizer.decode(script[:3])
     assert "secret" not in info.value.user_message
-    assert stream.stats.request_id in info.value.user_message
-    assert stream.stats.finish_reason == "error"
+    assert stream.final.request_id in info.value.user_message
+    assert stream.final.finish_reason == "error"
     failure = next(r for r in caplog.records if r.message == "generation failed")
     assert failure.exc_info is not None and "boom" in str(failure.exc_info[1])
-    assert engine.gate.running == 0
+    assert engine.load.running == 0
 
 
 def test_ready_is_cheap_and_false_after_close(make_engine, loaded, monkeypatch) -> None:
@@ -188,13 +215,13 @@ def test_long_generation_keeps_going_until_cancelled(make_engine) -> None:
     # Guards the cancellation tests: without a cancel, the tiny model does not stop on its own.
     stream = make_engine(max_new_tokens=300).stream(ask("hi"))
     list(stream)
-    assert stream.stats.completion_tokens == 300 < LONG
+    assert stream.final.completion_tokens == 300 < LONG
 
 
 def test_max_concurrent_generations_run_side_by_side(make_engine) -> None:
     engine = make_engine(max_concurrent=2, max_queue=0)
     streams = [engine.stream(ask("one")), engine.stream(ask("two"))]
-    assert all(worker_thread(s.stats.request_id).is_alive() for s in streams)
+    assert until(lambda: engine.load == EngineLoad(waiting=0, running=2))
     with pytest.raises(EngineBusy):
         engine.stream(ask("three"))
     for stream in streams:
@@ -260,4 +287,4 @@ def test_a_bug_while_rows_join_fails_every_caller_instead_of_stranding_one(
     for reader in readers:
         reader.join(10)
     assert outcomes == ["failed"] * 3  # none left waiting for a reply that will never come
-    assert engine.gate.running == 0
+    assert engine.load.running == 0

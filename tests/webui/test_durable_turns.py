@@ -134,7 +134,10 @@ class PacedEngine(FakeEngine):
 class PacedStream:
     def __init__(self, inner, clock: FakeTime, seconds: float) -> None:
         self._inner, self._clock, self._seconds = inner, clock, seconds
-        self.stats = inner.stats
+
+    @property
+    def final(self):
+        return self._inner.final
 
     def __iter__(self) -> Iterator[TextDelta]:
         for delta in self._inner:
