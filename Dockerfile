@@ -27,7 +27,9 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0 \
  && pip install -r requirements.txt -c constraints.txt
 
 # Application code only: no tests, benchmarks or dev tools in the image.
-COPY --chown=root:root launch.py config.py settings.toml ./
+COPY --chown=root:root launch.py config.py app_factory.py settings.toml ./
+COPY --chown=root:root core/ core/
+COPY --chown=root:root guards/ guards/
 COPY --chown=root:root auth/ auth/
 COPY --chown=root:root model/ model/
 COPY --chown=root:root store/ store/

@@ -96,13 +96,22 @@ def serve(settings) -> int:
     import uvicorn
 
     from app_factory import StartupError, build_services, create_app
+    from guards.connection_limits import ConnectionLimits, UnsupportedServer, guarded_h11_protocol
 
     GracefulServer = _graceful_server_class()
 
     try:
+        # Slow and excess connections are closed before they reach the app (docs/operations.md).
+        http_protocol = guarded_h11_protocol(
+            ConnectionLimits(
+                header_timeout=settings.server.request_header_timeout_seconds,
+                max_per_address=settings.server.max_connections_per_address,
+                exempt=settings.server.trusted_proxies,
+            )
+        )
         services = build_services(settings)
         app = create_app(settings, services)
-    except StartupError as exc:
+    except (UnsupportedServer, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.info("listening", extra={"host": settings.server.host, "port": settings.server.port})
@@ -110,6 +119,8 @@ def serve(settings) -> int:
         app,
         host=settings.server.host,
         port=settings.server.port,
+        http=http_protocol,
+        ws="none",  # Gradio streams over plain HTTP; an upgraded socket would escape the guard
         proxy_headers=False,  # the client address is decided in one place: guards.client_ip
         server_header=False,
         log_config=None,  # keep our JSON logging

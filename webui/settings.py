@@ -16,6 +16,12 @@ class ServerSettings(BaseModel):
     root_path: str = ""
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # A connection that has not sent a whole request's headers this long after connecting (or after
+    # its previous response) is closed: slow clients cannot hold sockets (guards/connection_limits.py).
+    request_header_timeout_seconds: float = Field(default=15.0, ge=1, le=300)
+    # Open connections per source address; trusted_proxies are exempt. A browser holds at most 6
+    # per host (event streams included), so 64 lets ~10 browsers share one NAT address.
+    max_connections_per_address: int = Field(default=64, ge=8, le=65536)
 
     @field_validator("public_url")
     @classmethod
