@@ -6,6 +6,7 @@ Redis `SET key token NX EX ttl` (released only by its holder) or the same in mem
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -13,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from core.shared_state import connect, reaches_shared_state
+from core.shared_state import SharedStateUnavailable, connect, reaches_shared_state
 from guards.settings import LimitSettings
+
+log = logging.getLogger("chat.limits")
 
 
 class GenerationInProgress(Exception):
@@ -87,11 +90,16 @@ class RedisGenerationLocks:
 
 
 class UserConcurrency:
-    """`with concurrency.hold(user.key): ...` around a generation; a second one raises."""
+    """`with concurrency.hold(user.key): ...` around a generation; a second one raises.
+
+    A release that cannot reach Redis never fails the reply it ends: it is logged and kept, and
+    retried before the next acquire (at the latest the lock's TTL frees it)."""
 
     def __init__(self, locks: GenerationLocks, ttl_seconds: int) -> None:
         self._locks = locks
         self._ttl = ttl_seconds
+        self._unreleased: dict[str, str] = {}  # user key -> token of a lock we failed to release
+        self._pending = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: LimitSettings) -> UserConcurrency:
@@ -105,12 +113,27 @@ class UserConcurrency:
     def hold(self, user_key: str) -> Iterator[None]:
         """Hold the user's generation slot for the block; raise GenerationInProgress if taken."""
         token = secrets.token_hex(16)
+        self._retry_releases()
         if not self._locks.acquire(user_key, token, self._ttl):
             raise GenerationInProgress()
         try:
             yield
         finally:
+            self._release(user_key, token)
+
+    def _release(self, user_key: str, token: str) -> None:
+        try:
             self._locks.release(user_key, token)
+        except SharedStateUnavailable:
+            log.warning("shared state unreachable: a generation lock is released later")
+            with self._pending:
+                self._unreleased[user_key] = token
+
+    def _retry_releases(self) -> None:
+        with self._pending:
+            pending, self._unreleased = self._unreleased, {}
+        for user_key, token in pending.items():
+            self._release(user_key, token)  # put back if still unreachable
 
     def close(self) -> None:
         self._locks.close()
