@@ -31,6 +31,7 @@ from config import Settings
 from core.audit import AuditSink
 from core.history import History
 from core.sessions import MemorySessionStore, SessionStore
+from core.store_outage import Writes
 from guards.body_limit import BodyLimitMiddleware
 from guards.client_ip import ClientAddressMiddleware
 from guards.ip_allowlist import AccessRules, IPAllowlistMiddleware
@@ -82,6 +83,7 @@ class Services:
     authenticators: tuple[RequestAuthenticator, ...] = ()
     api_tokens: ApiTokenStore | None = None  # the API tokens tab
     token_policy: TokenPolicy | None = None  # called by the login flow
+    writes: Writes | None = None  # holds a reply's final save through a database outage
     # Shared by replicas (Redis, auth.redis_state) when [limits] storage is Redis; None: in memory.
     login_states: LoginStateStore | None = None
     bindings: SessionHashBindings | None = None
@@ -111,6 +113,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     from store.audit_keys import audit_keys, validate_audit_settings
     from store.chat_history import ChatHistory
     from store.database import DatabaseUnavailable, open_database
+    from store.held_writes import HeldAuditSink, HeldWrites
     from store.masking import Masker
     from store.reply_recovery import ReplyRecovery
     from store.retention_job import RetentionJob
@@ -126,8 +129,12 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         database = open_database(settings.database)
     except (ValueError, DatabaseUnavailable) as exc:
         raise StartupError(str(exc)) from None
-    audit = AuditLog(database, Masker(settings.policy.mask_patterns), signer=keys.signer)
-    checkpoints = _checkpoint_jobs(settings, audit, keys.signer)
+    audit_log = AuditLog(database, Masker(settings.policy.mask_patterns), signer=keys.signer)
+    # What finishes during a database outage (a reply's save, audit records) waits here, in order.
+    held = HeldWrites(settings.database.held_writes_max)
+    held_job = held.job()
+    audit = HeldAuditSink(audit_log, held)
+    checkpoints = _checkpoint_jobs(settings, audit_log, keys.signer)
     engine = engine or _engine(settings)
     tokens = ApiTokenStore(database, _utc_now)
     try:
@@ -160,6 +167,8 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     closers = (
         recovery.stop,
         retention.stop,
+        held_job.stop,
+        held.flush,  # a last try for what an outage still holds
         *(job.stop for job in checkpoints),
         concurrency.close,
         database.dispose,
@@ -169,7 +178,8 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         history=history,
         audit=audit,
         sessions=sessions,
-        audit_log=audit,
+        audit_log=audit_log,
+        writes=held,
         limiter=RateLimiter(limits, audit),
         concurrency=concurrency,
         policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
@@ -181,7 +191,12 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         login_states=shared.login_states if shared else None,
         bindings=shared.bindings if shared else None,
         logout_token_ids=shared.logout_token_ids if shared else None,
-        on_start=(recovery.start, retention.start, *(job.start for job in checkpoints)),
+        on_start=(
+            recovery.start,
+            retention.start,
+            held_job.start,
+            *(job.start for job in checkpoints),
+        ),
         on_close=(*closers, shared.close) if shared else closers,
     )
 
@@ -369,6 +384,7 @@ def _chat_service(settings: Settings, services: Services, metrics: Metrics) -> C
         settings.generation,
         guards,
         observer=metrics,  # each turn's final stats, straight from the engine
+        writes=services.writes,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.store_outage import StoreUnreachable
 from store.audit_checkpoints import CheckpointLine, read_checkpoint_file
 from store.audit_keys import (
     AuditKeys,
@@ -68,7 +69,7 @@ def verify_audit(
         result = audit_log.verify(verifier, signed_from(checkpoints))
         head_id, _ = audit_log.head()
         hashes = audit_log.hashes(cp.last_id for _, cp in checkpoints)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, StoreUnreachable) as exc:
         print(f"audit verify: cannot read {where}: {type(exc).__name__}")
         return 2
     finally:

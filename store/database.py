@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +12,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.store_outage import StoreUnreachable
 from store.settings import DatabaseSettings
 
 log = logging.getLogger("chat.store")
+CONNECT_TIMEOUT_SECONDS = 5
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -32,20 +35,21 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for queries; its transaction is rolled back on exit."""
-        with self.sessions() as session:
+        with _reachable(), self.sessions() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session committed on success; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)
         so two writers wait for each other instead of failing with "database is locked"."""
-        with self.sessions() as session:
+        with _reachable(), self.sessions() as session:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             try:
                 yield session
                 session.commit()
             except BaseException:
-                session.rollback()
+                with suppress(SQLAlchemyError):  # a lost connection cannot roll back either
+                    session.rollback()
                 raise
 
     def has_schema(self) -> bool:
@@ -55,13 +59,30 @@ class Database:
         self.engine.dispose()
 
 
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Connection failures (refused, reset, timed out; SQLite's lock wait running out) become
+    StoreUnreachable; errors about the data itself stay what they are."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnreachable(type(exc.orig or exc).__name__) from exc
+
+
 def create_database(url: str, *, echo: bool = False) -> Database:
     """Build the engine; for SQLite also create the file's directory and turn on WAL and foreign keys."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url, parsed.database, echo)
     else:
-        engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        # pre-ping: connections the server dropped (a restart) are replaced, not handed out;
+        # a connect timeout: an unreachable server fails the request instead of hanging it.
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 

@@ -6,6 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from core.store_outage import StoreUnreachable
+
 log = logging.getLogger("chat.jobs")
 
 
@@ -51,5 +53,7 @@ class PeriodicJob:
     def _safe_step(self) -> None:
         try:
             self._step()
+        except StoreUnreachable:  # an outage: one line, not a traceback every interval
+            log.warning("scheduled job skipped: database unreachable", extra={"job": self._name})
         except Exception:  # the job must not die; the next interval retries
             log.exception("scheduled job failed", extra={"job": self._name})

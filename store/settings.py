@@ -31,6 +31,9 @@ class DatabaseSettings(BaseModel):
     # SQLite file (parent directory created) or "postgresql+psycopg://user@host:5432/db".
     url: str = "sqlite:///data/chat.db"
     migrate_on_start: bool = True
+    # Replies and audit records that finish while the database is unreachable wait in memory
+    # (in order) until it is back; past this many, more are lost and logged. ~10 KB each at most.
+    held_writes_max: int = Field(default=2000, ge=10, le=100_000)
 
     @field_validator("url")
     @classmethod

@@ -14,6 +14,7 @@ from core.audit import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, Aud
 from core.history import History
 from core.identity import User
 from core.shared_state import SharedStateUnavailable
+from core.store_outage import StoreUnreachable, WriteNow, Writes
 from guards.rate_limits import Limited
 from guards.user_concurrency import GenerationInProgress
 from model.engine import (
@@ -114,10 +115,12 @@ class ChatService:
         guards: TurnGuards | None = None,
         clock: Callable[[], float] = time.monotonic,  # paces the partial saves
         observer: TurnObserver | None = None,
+        writes: Writes | None = None,  # a reply's final save survives a database outage
     ) -> None:
         self._guards = guards or TurnGuards()
         self._clock = clock
         self._observer = observer or NoObserver()
+        self._writes = writes or WriteNow()
         self._in_flight = 0
         self._idle = threading.Condition()
         self._draining = False
@@ -236,6 +239,9 @@ class ChatService:
         except LookupError:  # someone else's or a deleted id: the store has audited it
             yield ReplyUpdate(None, "", "refused", text("not_found", ctx.locale))
             return
+        except StoreUnreachable:
+            yield _store_down(conversation_id, ctx.locale)
+            return
         request = GenerationRequest(
             messages=(
                 *(
@@ -262,6 +268,10 @@ class ChatService:
             # The question and its empty "streaming" reply in one transaction, before any token:
             # whatever happens next, the conversation goes on alternating user, assistant.
             reply_id = self._history.start_turn(owner, conversation_id, message)
+        except StoreUnreachable:
+            stream.cancel()
+            yield _store_down(conversation_id, ctx.locale)
+            return
         except BaseException:
             stream.cancel()
             raise
@@ -309,8 +319,13 @@ class ChatService:
             if stats is None:
                 stats = _run_out(stream, deltas)
             saved = _saved_status(status)
-            # A stopped or failed reply is kept too, marked as such: nothing the user saw is lost.
-            self._history.update_message(ctx.user.key, conversation_id, reply_id, reply, saved)
+            # A stopped or failed reply is kept too, marked as such: nothing the user saw is lost,
+            # not even to a database outage (the save then waits, in order, with its audit record).
+            owner, history = ctx.user.key, self._history
+            self._writes.run(
+                "reply",
+                lambda: history.update_message(owner, conversation_id, reply_id, reply, saved),
+            )
             self._record_reply(ctx, conversation_id, stats, saved)
             self._observer.observe_turn(stats, saved)
             if self._guards.limiter is not None and stats.completion_tokens:
@@ -329,6 +344,8 @@ class ChatService:
             )
         except LookupError:
             raise  # the conversation was deleted meanwhile: nothing left to reply into
+        except StoreUnreachable:
+            log.warning("partial reply not saved: database unreachable")
         except Exception:
             # The reply goes on and the next save (at the latest the final one) tries again.
             log.warning(
@@ -376,6 +393,11 @@ class ChatService:
                 details=details,
             )
         )
+
+
+def _store_down(conversation_id: str | None, locale: str) -> ReplyUpdate:
+    log.warning("turn refused: database unreachable")
+    return ReplyUpdate(conversation_id, "", "refused", text("store_unavailable", locale))
 
 
 def _title(message: str) -> str:

@@ -39,9 +39,10 @@ class TcpProxy:
         self._call(self._listen())
 
     def stop(self) -> None:
-        self.cut()
+        self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        self._loop.close()
 
     def _call(self, coroutine) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
@@ -59,6 +60,13 @@ class TcpProxy:
         for writer in list(self._writers):
             _reset(writer)
         self._writers.clear()
+
+    async def _shutdown(self) -> None:
+        await self._cut()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _pipe_pair(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
         try:
