@@ -10,6 +10,7 @@ from pathlib import Path
 DEFAULT_SETTINGS = Path(__file__).resolve().parent / "settings.toml"
 
 log = logging.getLogger("chat.launch")
+_STOP_MARGIN_SECONDS = 1.0  # time for stopped replies to reach their readers before the cancel
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -126,21 +127,45 @@ def serve(settings) -> int:
         log_config=None,  # keep our JSON logging
         timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
     )
-    server = GracefulServer(config)
+    server = GracefulServer(config, stop_replies=services.engine.close)
     server.run()
     return 0 if server.started else 1
 
 
 def _graceful_server_class():
+    import asyncio
+
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
         """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown (exit status -15, or a
-        KeyboardInterrupt trace); a finished graceful shutdown is a normal exit for us: status 0."""
+        KeyboardInterrupt trace); a finished graceful shutdown is a normal exit for us: status 0.
+
+        Replies still running a second before the grace period ends are stopped first: each ends
+        with a readable notice and is saved as stopped, before uvicorn cancels what remains (a
+        cancelled stream would tell the browser nothing useful)."""
+
+        def __init__(self, config: uvicorn.Config, stop_replies) -> None:
+            super().__init__(config)
+            self._stop_replies = stop_replies
 
         def handle_exit(self, sig, frame) -> None:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
+
+        async def shutdown(self, sockets=None) -> None:
+            stopper = asyncio.create_task(self._stop_before_cancel())
+            try:
+                await super().shutdown(sockets)
+            finally:
+                stopper.cancel()
+
+        async def _stop_before_cancel(self) -> None:
+            grace = self.config.timeout_graceful_shutdown
+            if grace is None:
+                return  # nothing is ever cancelled: replies may finish
+            await asyncio.sleep(max(0.0, grace - _STOP_MARGIN_SECONDS))
+            await asyncio.to_thread(self._stop_replies)
 
     return GracefulServer
 

@@ -82,8 +82,8 @@ def test_sigterm_stops_a_running_reply_saves_it_and_frees_the_port(tmp_path):
         cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies.jar)
         client = Client(url, headers={"Cookie": cookie}, verbose=False)
         job = client.submit("tell me a very long story", None, api_name="/chat")
-        seen: list[str] = []
-        reader = threading.Thread(target=lambda: seen.extend(u["reply"] for u in job), daemon=True)
+        seen: list[dict] = []
+        reader = threading.Thread(target=lambda: seen.extend(job), daemon=True)
         reader.start()
         deadline = time.monotonic() + 60
         while len(seen) < 5 and time.monotonic() < deadline:
@@ -91,8 +91,12 @@ def test_sigterm_stops_a_running_reply_saves_it_and_frees_the_port(tmp_path):
         assert len(seen) >= 5, "the reply did not start streaming"
 
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0
+        reader.join(timeout=10)
+        # The reader is told, in words, and sees no internals (paths, task names, exceptions).
+        assert seen[-1]["status"] == "stopped" and "restarting" in seen[-1]["notice"]
+        assert "Traceback" not in err and "Cancelled" not in err
     finally:
         if proc.poll() is None:
             proc.kill()

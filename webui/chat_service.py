@@ -311,6 +311,10 @@ class ChatService:
             if status == "streaming":
                 status = "stopped"  # the user pressed stop or closed the tab
             raise
+        except EngineClosed:
+            # The server is shutting down: what was written is kept, and the reader is told so.
+            status = "stopped"
+            yield ReplyUpdate(conversation_id, reply, "stopped", text("restarting", ctx.locale))
         except EngineError as exc:
             status = "error"
             log.warning("generation failed", extra={"conversation": conversation_id})

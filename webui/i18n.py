@@ -24,6 +24,8 @@ EN = {
     "engine_error": "The model failed to answer. Please try again; if it keeps failing, tell IT support.",
     "shutting_down": "The server is restarting. Please try again shortly.",
     "unavailable": "The service is briefly unavailable. Please try again in a few seconds.",
+    "restarting": "The service is restarting; your reply so far is saved. Please send your message "
+    "again in a minute.",
     "store_unavailable": "Your conversations cannot be saved right now, so nothing was sent. "
     "Please try again in a minute.",
     "stream_failed": "The reply stopped unexpectedly; what was written so far is saved. Reload the page "
@@ -77,6 +79,7 @@ ZH = {
     "prompt_too_long": "消息超出模型可处理的长度，请缩短后再试。",
     "engine_error": "模型未能回答，请重试；如果持续失败，请联系 IT 支持。",
     "shutting_down": "服务器正在重启，请稍后再试。",
+    "restarting": "服务正在重启，已生成的回复已保存。请一分钟后重新发送。",
     "store_unavailable": "暂时无法保存对话，消息未发送。请一分钟后再试。",
     "stream_failed": "回复意外中断，已生成的内容已保存。请刷新页面查看。参考编号：{reference}",
     "unavailable": "服务暂时不可用，请几秒后再试。",
