@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-import anyio
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
@@ -29,13 +28,20 @@ from auth.startup_checks import validate_auth_settings
 from auth.token_checks import OneTimeIds
 from config import Settings
 from core.audit import AuditSink
+from core.blocking_io import run_blocking
 from core.history import History
+from core.request_facts import NotAuthenticated, not_authenticated
 from core.sessions import MemorySessionStore, SessionStore
 from core.store_outage import Writes
 from guards.body_limit import BodyLimitMiddleware
 from guards.client_ip import ClientAddressMiddleware
 from guards.ip_allowlist import AccessRules, IPAllowlistMiddleware
-from guards.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
+from guards.origin_check import (
+    OriginCheckMiddleware,
+    allowed_origins,
+    cors_middleware,
+    origin_of,
+)
 from guards.rate_limit_middleware import RateLimitMiddleware
 from guards.rate_limits import RateLimiter
 from guards.security_headers import SecurityHeadersMiddleware
@@ -250,6 +256,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         lifespan=_lifespan(services, auth, chat),
         middleware=middleware_stack(settings, services, auth, metrics),
         routes=auth.routes,  # first: the Gradio page mounted at "/" must not shadow them
+        exception_handlers={NotAuthenticated: not_authenticated},  # a route's CurrentUser: 401
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -288,7 +295,7 @@ def middleware_stack(
     """Every layer a request passes, outermost first; the auth gate is the innermost."""
     server, access = settings.server, settings.access
     # Logout ends with a redirect to the IdP, which the CSP's form-action must allow.
-    idp = "http://127.0.0.1:*" if settings.oidc.embedded else _origin(settings.oidc.issuer)
+    idp = "http://127.0.0.1:*" if settings.oidc.embedded else origin_of(settings.oidc.issuer)
     limits = []
     if services.limiter is not None:
         # Before the gate: it counts requests the gate does not identify, per real client
@@ -306,7 +313,7 @@ def middleware_stack(
         Middleware(RequestIdMiddleware),
         Middleware(ClientAddressMiddleware, trusted_proxies=server.trusted_proxies),
         Middleware(MetricsMiddleware, metrics=metrics),  # refusals by outer layers count too
-        Middleware(SecurityHeadersMiddleware, https=server.https, form_action=[idp]),
+        Middleware(SecurityHeadersMiddleware, https=server.https, form_action=[idp] if idp else []),
         # Network rules run before the gate on purpose: refused traffic costs no session lookup,
         # so their audit records name an address, never a user.
         Middleware(IPAllowlistMiddleware, rules=services.access, audit=services.audit),
@@ -349,17 +356,17 @@ def _lifespan(services: Services, auth: AuthParts, chat: ChatService):
             for start in services.on_start:
                 # Before serving (e.g. replies a crash left "streaming" are marked interrupted);
                 # in a thread, as these may run SQL.
-                await anyio.to_thread.run_sync(start)
+                await run_blocking(start)
             yield
             # uvicorn has already stopped accepting connections and let open streams run for
             # server.shutdown_grace_seconds; what still runs now is stopped and saved as stopped.
             chat.start_draining()
             log.info("shutting down: stopping running generations")
-            services.engine.close()
-            if not await anyio.to_thread.run_sync(chat.wait_idle, _SAVE_TIMEOUT):
+            await run_blocking(services.engine.close)
+            if not await run_blocking(chat.wait_idle, _SAVE_TIMEOUT):
                 log.warning("shutdown: some replies were still running and may not be saved")
             for close in services.on_close:
-                close()
+                await run_blocking(close)
         finally:
             await auth.stop()
 
@@ -410,8 +417,3 @@ def _admin_services(
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _origin(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"

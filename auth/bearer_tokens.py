@@ -12,17 +12,18 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NoReturn, Protocol
 
-import anyio.to_thread
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.api_tokens import TOKEN_PREFIX, ApiToken
 from core.audit import TOKEN_REFUSED, AuditEvent, AuditSink
+from core.blocking_io import run_blocking
 from core.identity import User
-from guards.client_ip import client_ip, parse_ip
+from core.request_facts import facts_of
+from guards.client_ip import parse_ip
 
 log = logging.getLogger("chat.auth")
 
@@ -93,10 +94,11 @@ class RefusalRecorder:
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str | None, str | None], datetime] = {}
 
-    def record(
+    async def record(
         self, scope: Scope, reason: str, actor: str | None = None, target: str | None = None
     ) -> None:
-        ip = client_ip(scope)
+        facts = facts_of(scope)
+        ip = facts.client_ip
         log.warning("bearer credential refused: %s", reason, extra={"reason": reason, "ip": ip})
         now = self._clock()
         key = (reason, target, ip)
@@ -107,18 +109,16 @@ class RefusalRecorder:
             if last is not None and now - last < self._window:
                 return
             self._last[key] = now
-        state = scope.get("state") or {}
-        self._audit.record(
-            AuditEvent(
-                TOKEN_REFUSED,
-                actor=actor,
-                ip=ip,
-                request_id=state.get("request_id"),
-                target=target,
-                outcome=reason,
-                details={"path": scope.get("path", "")[:200]},
-            )
+        event = AuditEvent(
+            TOKEN_REFUSED,
+            actor=actor,
+            ip=ip,
+            request_id=facts.request_id,
+            target=target,
+            outcome=reason,
+            details={"path": scope.get("path", "")[:200]},
         )
+        await run_blocking(self._audit.record, event)
 
 
 class PersonalTokenAuthenticator:
@@ -147,33 +147,32 @@ class PersonalTokenAuthenticator:
         if not credential.startswith(TOKEN_PREFIX):
             if self._pass_jwts and looks_like_jwt(credential):
                 return None  # the service-account authenticator's
-            self._refuse(scope, "unknown")
-        token = await anyio.to_thread.run_sync(self._tokens.find, credential)
+            await self._refuse(scope, "unknown")
+        token = await run_blocking(self._tokens.find, credential)
         if token is None:
-            self._refuse(scope, "unknown")
-        assert token is not None
+            await self._refuse(scope, "unknown")
         now = self._clock()
         owner = token.owner.key
         if token.revoked_at is not None:
-            self._refuse(scope, "revoked", owner, token.id)
+            await self._refuse(scope, "revoked", owner, token.id)
         if now >= token.expires_at:
-            self._refuse(scope, "expired", owner, token.id)
-        ip = client_ip(scope)
+            await self._refuse(scope, "expired", owner, token.id)
+        ip = facts_of(scope).client_ip
         if token.source_cidrs and not address_in(ip, token.source_cidrs):
-            self._refuse(scope, "address_not_allowed", owner, token.id, status=403)
+            await self._refuse(scope, "address_not_allowed", owner, token.id, status=403)
         if token.last_used_at is None or now - token.last_used_at >= self._touch_interval:
-            await anyio.to_thread.run_sync(self._tokens.mark_used, token.id, now, ip)
+            await run_blocking(self._tokens.mark_used, token.id, now, ip)
         return token.owner
 
-    def _refuse(
+    async def _refuse(
         self,
         scope: Scope,
         reason: str,
         actor: str | None = None,
         token_id: str | None = None,
         status: int = 401,
-    ) -> None:
-        self._refusals.record(scope, reason, actor, token_id)
+    ) -> NoReturn:
+        await self._refusals.record(scope, reason, actor, token_id)
         raise CredentialRefused(reason, _MESSAGES[reason], status)
 
 

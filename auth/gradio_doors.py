@@ -34,15 +34,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import anyio
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.gradio_binding import SessionHashBindings
 from core.app_path import app_path
 from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
+from core.blocking_io import run_blocking
 from core.identity import User
-from guards.client_ip import client_ip
+from core.request_facts import facts_of
 from guards.json_body import MAX_BYTES, BadJson, parse_json
 
 log = logging.getLogger("chat.gradio")
@@ -100,9 +100,9 @@ class GradioDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        user = scope.get("state", {}).get("user")
+        user = facts_of(scope).user
         try:
-            if not isinstance(user, User):  # the gate lets no anonymous request this far
+            if user is None:  # the gate lets no anonymous request this far
                 raise Refused(401, "not_authenticated", "Log in first (GET /login).")
             kind, match = _door(scope["method"], app_path(scope))
             body, receive = await self._body(kind, receive)
@@ -157,7 +157,7 @@ class GradioDoor:
 
     async def _claim(self, session_hash: str, user: User) -> None:
         now = self._clock()
-        if not await anyio.to_thread.run_sync(self._bindings.claim, session_hash, user.key, now):
+        if not await run_blocking(self._bindings.claim, session_hash, user.key, now):
             raise Refused(
                 403,
                 "forbidden",
@@ -168,7 +168,7 @@ class GradioDoor:
     async def _own_event(self, event_id: Any, user: User) -> None:
         if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
             raise Refused(400, "bad_request", "event_id must be the id the queue returned.")
-        owner = await anyio.to_thread.run_sync(self._bindings.event_owner, event_id, self._clock())
+        owner = await run_blocking(self._bindings.event_owner, event_id, self._clock())
         if owner is None:
             raise Refused(404, "not_found", "No such event: it has ended or never existed.")
         if owner != user.key:
@@ -190,9 +190,7 @@ class GradioDoor:
                 return
             event_id = _event_id(b"".join(m.get("body", b"") for m in held[1:]))
             if event_id is not None:
-                await anyio.to_thread.run_sync(
-                    self._bindings.bind_event, event_id, user.key, self._clock()
-                )
+                await run_blocking(self._bindings.bind_event, event_id, user.key, self._clock())
             for part in held:
                 await send(part)
             held.clear()
@@ -200,24 +198,24 @@ class GradioDoor:
         return send_bound
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, user: Any, refused: Refused
+        self, scope: Scope, receive: Receive, send: Send, user: User | None, refused: Refused
     ) -> None:
         path = app_path(scope)
         log.warning(
             "gradio request refused",
             extra={"path": path[:200], "status": refused.status, "error": refused.error},
         )
-        if refused.audit_outcome is not None:
-            self._audit.record(
-                AuditEvent(
-                    type=ACCESS_DENIED,
-                    actor=user.key,
-                    ip=client_ip(scope),
-                    request_id=scope.get("state", {}).get("request_id"),
-                    target=path[:256],
-                    outcome=refused.audit_outcome,
-                )
+        if refused.audit_outcome is not None and user is not None:
+            facts = facts_of(scope)
+            event = AuditEvent(
+                type=ACCESS_DENIED,
+                actor=user.key,
+                ip=facts.client_ip,
+                request_id=facts.request_id,
+                target=path[:256],
+                outcome=refused.audit_outcome,
             )
+            await run_blocking(self._audit.record, event)
         body = {"error": refused.error, "message": refused.message}
         await JSONResponse(body, refused.status)(scope, receive, send)
 

@@ -1,4 +1,8 @@
-"""The login, callback, logout and back-channel logout endpoints of the OpenID relying party."""
+"""The login, callback, logout and back-channel logout endpoints of the OpenID relying party.
+
+Each endpoint's session, login-state, audit and token-policy work is blocking I/O: it runs in one
+worker thread per step (core.blocking_io), never on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -31,8 +34,11 @@ from core.audit import (
     AuditEvent,
     AuditSink,
 )
+from core.blocking_io import run_blocking
 from core.identity import User
-from guards.client_ip import client_ip
+from core.request_facts import RequestFacts, facts_of
+from core.sessions import Session
+from guards.origin_check import origin_of
 
 log = logging.getLogger("chat.auth")
 
@@ -48,15 +54,6 @@ _PROTOCOL_MESSAGES = {
     "state_mismatch": "This sign-in response does not belong to this browser. " + _RETRY,
     "state_unknown": "This sign-in response has expired or was already used. " + _RETRY,
 }
-
-
-def _state(request: Request) -> dict[str, Any]:
-    """What the route gate (and the request-id middleware) put in the scope for this request."""
-    return request.scope.setdefault("state", {})
-
-
-def _request_id(request: Request) -> str | None:
-    return _state(request).get("request_id")
 
 
 class TokenPolicy(Protocol):
@@ -85,7 +82,7 @@ class OidcLogin:
     ) -> None:
         self._oidc = oidc
         self._base_url = base_url
-        self._origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
+        self._origin = origin_of(base_url)
         self._sessions = sessions
         self._states = states
         self._audit = audit
@@ -110,7 +107,7 @@ class OidcLogin:
     async def login(self, request: Request) -> Response:
         next_path = safe_next_path(request.query_params.get("next"))
         if self.provider is None:
-            return self._unavailable(request, "not_started")
+            return await self._unavailable(request, "not_started")
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         try:
             authz = await self.provider.authorization_request(
@@ -118,18 +115,17 @@ class OidcLogin:
             )
         except OidcConfigurationError as exc:
             log.error("login unavailable: %s", exc)
-            return self._unavailable(request, "idp_misconfigured")
+            return await self._unavailable(request, "idp_misconfigured")
         ttl = self._oidc.login_state_ttl_seconds
-        self._states.put(
-            LoginState(
-                state=authz.state,
-                nonce=authz.nonce,
-                code_verifier=authz.code_verifier,
-                redirect_uri=self.redirect_uri,
-                next_path=next_path,
-                expires_at=self._clock() + timedelta(seconds=ttl),
-            )
+        pending = LoginState(
+            state=authz.state,
+            nonce=authz.nonce,
+            code_verifier=authz.code_verifier,
+            redirect_uri=self.redirect_uri,
+            next_path=next_path,
+            expires_at=self._clock() + timedelta(seconds=ttl),
         )
+        await run_blocking(self._states.put, pending)
         response = RedirectResponse(authz.url, 302)
         response.headers["Cache-Control"] = "no-store"
         self._sessions.cookie.set_login_state(response, authz.state, ttl)
@@ -137,31 +133,31 @@ class OidcLogin:
 
     async def callback(self, request: Request) -> Response:
         if self.provider is None or self.verifier is None:
-            return self._unavailable(request, "not_started")
+            return await self._unavailable(request, "not_started")
         params = request.query_params
         returned = params.get("state")
         bound = self._sessions.cookie.login_state(
             request.cookies.get(self._sessions.cookie.login_name)
         )
         if not returned or not bound:
-            return self._refuse(request, "state_missing", status=400)
+            return await self._refuse(request, "state_missing", status=400)
         if not secrets.compare_digest(returned, bound):
-            return self._refuse(request, "state_mismatch", status=400)
-        pending = self._states.pop(returned, self._clock())
+            return await self._refuse(request, "state_mismatch", status=400)
+        pending = await run_blocking(self._states.pop, returned, self._clock())
         if pending is None:
-            return self._refuse(request, "state_unknown", status=400)
+            return await self._refuse(request, "state_unknown", status=400)
         if params.get("error"):
             error = params[
                 "error"
             ]  # RFC 6749 codes are [a-z_]; anything else is not logged verbatim
             detail = error if re.fullmatch(r"[a-z_]{1,64}", error) else "unrecognised"
-            return self._refuse(request, "idp_error", status=400, detail=detail)
+            return await self._refuse(request, "idp_error", status=400, detail=detail)
         # RFC 9207: when the IdP names itself in the response, it must be our issuer (mix-up defence).
         if params.get("iss") is not None and params.get("iss") != self.provider.issuer:
-            return self._refuse(request, "issuer_mismatch", status=400)
+            return await self._refuse(request, "issuer_mismatch", status=400)
         code = params.get("code")
         if not code:
-            return self._refuse(request, "missing_code", status=400)
+            return await self._refuse(request, "missing_code", status=400)
         try:
             token = await self.provider.exchange_code(
                 code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
@@ -170,39 +166,53 @@ class OidcLogin:
             if self._oidc.fetch_userinfo:
                 claims = await self._with_userinfo(token, claims)
         except TokenRefused as refused:
-            return self._refuse(request, refused.reason, status=400)
+            return await self._refuse(request, refused.reason, status=400)
         decision = evaluate_login(self.provider.issuer, claims, self._oidc)
         if isinstance(decision, LoginRefusal):
             actor = User(issuer=self.provider.issuer, subject=str(claims.get("sub"))).key
-            return self._refuse(
+            return await self._refuse(
                 request, decision.reason, status=403, message=decision.message, actor=actor
             )
-        previous = _state(request).get("session_id")
-        if previous:
-            self._sessions.end(previous)  # a new id at every login, the old one dies
-        session = self._sessions.start(
+        sid = claims.get("sid")
+        session = await run_blocking(
+            self._sign_in,
             decision,
-            ip=client_ip(request.scope),
-            user_agent=request.headers.get("user-agent"),
-            idp_session_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
-            id_token=token["id_token"],
+            facts_of(request),
+            request.headers.get("user-agent"),
+            sid if isinstance(sid, str) else None,
+            token["id_token"],
         )
-        self._record(
-            request,
-            LOGIN_SUCCESS,
-            actor=decision.key,
-            outcome="admin" if decision.is_admin else "user",
-        )
-        if self._token_policy is not None:
-            self._token_policy.logged_in(
-                decision.key, decision.is_admin, client_ip(request.scope), _request_id(request)
-            )
         log.info("login success", extra={"actor": decision.key, "admin": decision.is_admin})
         response = RedirectResponse(self._base_url + pending.next_path, 302)
         response.headers["Cache-Control"] = "no-store"
         self._sessions.cookie.clear_login_state(response)
         self._sessions.cookie.set(response, session.id)
         return response
+
+    def _sign_in(
+        self,
+        user: User,
+        facts: RequestFacts,
+        user_agent: str | None,
+        idp_session_id: str | None,
+        id_token: str,
+    ) -> Session:
+        """A new session (the browser's old one ends: a new id at every login), audited, and the
+        person's API tokens brought in line with this login (blocking)."""
+        if facts.session_id:
+            self._sessions.end(facts.session_id)
+        session = self._sessions.start(
+            user,
+            ip=facts.client_ip,
+            user_agent=user_agent,
+            idp_session_id=idp_session_id,
+            id_token=id_token,
+        )
+        outcome = "admin" if user.is_admin else "user"
+        self._audit.record(_event(facts, LOGIN_SUCCESS, actor=user.key, outcome=outcome))
+        if self._token_policy is not None:
+            self._token_policy.logged_in(user.key, user.is_admin, facts.client_ip, facts.request_id)
+        return session
 
     async def _with_userinfo(self, token: dict[str, Any], claims: dict[str, Any]) -> dict[str, Any]:
         assert self.provider is not None
@@ -216,14 +226,14 @@ class OidcLogin:
     async def logout(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         if origin is not None and origin != self._origin:
-            self._record(
+            await self._record(
                 request, ACCESS_DENIED, outcome="logout_foreign_origin", target=LOGOUT_PATH
             )
             return auth_page(
                 "Sign-out refused", "This sign-out request came from another site.", status=403
             )
-        state = _state(request)
-        session_id = state.get("session_id")
+        facts = facts_of(request)
+        session_id = facts.session_id
         if not session_id:
             response: Response = RedirectResponse(self._base_url + self._oidc.post_logout_path, 303)
             self._sessions.cookie.clear(response)
@@ -232,22 +242,29 @@ class OidcLogin:
             sent = form.get("csrf_token")
         sent = sent if isinstance(sent, str) else request.headers.get("x-csrf-token")
         if not self._sessions.cookie.check_csrf(session_id, sent):
-            self._record(request, ACCESS_DENIED, outcome="logout_bad_csrf", target=LOGOUT_PATH)
+            await self._record(
+                request, ACCESS_DENIED, outcome="logout_bad_csrf", target=LOGOUT_PATH
+            )
             return auth_page(
                 "Sign-out not confirmed",
                 "We could not verify this sign-out request. Reload the chat page and try again.",
                 status=403,
             )
-        session = self._sessions.store.get(session_id)
-        self._sessions.end(session_id)
-        user = state.get("user")
-        self._record(request, LOGOUT, actor=user.key if user else None)
+        event = _event(facts, LOGOUT, actor=facts.user_key)
+        ended = await run_blocking(self._sign_out, session_id, event)
         response = RedirectResponse(
-            await self._after_logout_url(session.id_token if session else None), 303
+            await self._after_logout_url(ended.id_token if ended else None), 303
         )
         response.headers["Cache-Control"] = "no-store"
         self._sessions.cookie.clear(response)
         return response
+
+    def _sign_out(self, session_id: str, event: AuditEvent) -> Session | None:
+        """End the session, audited; the ended session (its ID token names it to the IdP)."""
+        session = self._sessions.store.get(session_id)
+        self._sessions.end(session_id)
+        self._audit.record(event)
+        return session
 
     async def _after_logout_url(self, id_token: str | None) -> str:
         local = self._base_url + self._oidc.post_logout_path
@@ -275,10 +292,18 @@ class OidcLogin:
             )
         except TokenRefused as refused:
             log.warning("back-channel logout refused: %s", refused.reason)
-            self._record(
+            await self._record(
                 request, ACCESS_DENIED, outcome=refused.reason, target=BACKCHANNEL_LOGOUT_PATH
             )
             return JSONResponse({"error": "invalid_request"}, 400, headers=headers)
+        ended = await run_blocking(self._end_idp_sessions, claims, facts_of(request))
+        log.info("back-channel logout ended %d session(s)", ended)
+        return Response(status_code=200, headers=headers)
+
+    def _end_idp_sessions(self, claims: dict[str, Any], facts: RequestFacts) -> int:
+        """End the sessions a logout token names (its `sid`, else every session of its `sub`),
+        audited; how many ended."""
+        assert self.provider is not None
         issuer = self.provider.issuer
         sid, sub = claims.get("sid"), claims.get("sub")
         if isinstance(sid, str) and sid:
@@ -286,15 +311,11 @@ class OidcLogin:
         else:
             ended = self._sessions.store.revoke_user(User(issuer=issuer, subject=str(sub)).key)
         actor = User(issuer=issuer, subject=str(sub)).key if sub else None
-        self._record(
-            request,
-            SESSION_REVOKED,
-            actor=actor,
-            outcome="backchannel_logout",
-            details={"sessions": ended},
+        outcome, details = "backchannel_logout", {"sessions": ended}
+        self._audit.record(
+            _event(facts, SESSION_REVOKED, actor=actor, outcome=outcome, details=details)
         )
-        log.info("back-channel logout ended %d session(s)", ended)
-        return Response(status_code=200, headers=headers)
+        return ended
 
     async def logged_out(self, request: Request) -> Response:
         return auth_page(
@@ -303,7 +324,7 @@ class OidcLogin:
             link=(self._base_url + LOGIN_PATH, "Sign in again"),
         )
 
-    def _refuse(
+    async def _refuse(
         self,
         request: Request,
         reason: str,
@@ -314,9 +335,10 @@ class OidcLogin:
         detail: str | None = None,
     ) -> Response:
         """No session; an audit record and a log line; a page that says why."""
-        self._record(request, LOGIN_REFUSED, actor=actor, outcome=reason)
-        if actor is not None and self._token_policy is not None:  # a verified person was refused
-            self._token_policy.refused(actor, client_ip(request.scope), _request_id(request))
+        facts = facts_of(request)
+        await run_blocking(
+            self._record_refusal, _event(facts, LOGIN_REFUSED, actor=actor, outcome=reason)
+        )
         log.warning("login refused: %s", reason, extra={"reason": reason, "idp_error": detail})
         text = message or _PROTOCOL_MESSAGES.get(
             reason, f"The sign-in could not be verified ({reason}). " + _RETRY
@@ -326,26 +348,29 @@ class OidcLogin:
             text,
             status=status,
             link=(self._base_url + LOGIN_PATH, "Try again"),
-            reference=_state(request).get("request_id"),
+            reference=facts.request_id,
         )
         self._sessions.cookie.clear_login_state(response)
         return response
 
-    def _unavailable(self, request: Request, reason: str) -> Response:
-        self._record(request, LOGIN_REFUSED, outcome=reason)
+    def _record_refusal(self, event: AuditEvent) -> None:
+        self._audit.record(event)
+        if event.actor is not None and self._token_policy is not None:  # a verified person
+            self._token_policy.refused(event.actor, event.ip, event.request_id)
+
+    async def _unavailable(self, request: Request, reason: str) -> Response:
+        await self._record(request, LOGIN_REFUSED, outcome=reason)
         return auth_page(
             "Sign-in unavailable",
             "The company sign-in service cannot be reached right now. Please try again in a few minutes.",
             status=503,
-            reference=_state(request).get("request_id"),
+            reference=facts_of(request).request_id,
         )
 
-    def _record(self, request: Request, event_type: str, **fields: Any) -> None:
-        self._audit.record(
-            AuditEvent(
-                type=event_type,
-                ip=client_ip(request.scope),
-                request_id=_state(request).get("request_id"),
-                **fields,
-            )
-        )
+    async def _record(self, request: Request, event_type: str, **fields: Any) -> None:
+        await run_blocking(self._audit.record, _event(facts_of(request), event_type, **fields))
+
+
+def _event(facts: RequestFacts, event_type: str, **fields: Any) -> AuditEvent:
+    """An audit event about this request: its client address and request id filled in."""
+    return AuditEvent(type=event_type, ip=facts.client_ip, request_id=facts.request_id, **fields)

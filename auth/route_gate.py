@@ -1,9 +1,9 @@
 """The route gate: one ASGI middleware in front of the whole app that decides who is calling.
 
 Every path needs a live server-side session except an explicit, exact list of public (path, method)s. It covers
-all of Gradio's routes, including those Gradio's own `auth_dependency` leaves open. On success it sets
-scope["state"]["user"] for handlers; auth.gradio_doors then ties Gradio's session hashes and event ids
-to that user.
+all of Gradio's routes, including those Gradio's own `auth_dependency` leaves open. On success it records
+the caller (core.request_facts.set_caller) for handlers; auth.gradio_doors then ties Gradio's session
+hashes and event ids to that user. The session lookup runs off the event loop (core.blocking_io).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.session_manager import SessionManager
 from core.app_path import app_path
+from core.blocking_io import run_blocking
 from core.identity import User
+from core.request_facts import set_caller
 
 log = logging.getLogger("chat.auth")
 
@@ -79,22 +81,20 @@ class AuthGate:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        for key in ("user", "session_id", "csrf_token"):
-            state.pop(key, None)  # only this gate may set them
+        set_caller(scope, None)  # only this gate names the caller
         connection = HTTPConnection(scope)
-        session = self._sessions.resolve(connection.cookies.get(self._sessions.cookie.name))
+        cookie = connection.cookies.get(self._sessions.cookie.name)
+        session = await run_blocking(self._sessions.resolve, cookie) if cookie else None
         user = session.user if session else None
         if session is not None:
-            state["session_id"] = session.id
-            state["csrf_token"] = self._sessions.cookie.csrf_token(session.id)
+            csrf = self._sessions.cookie.csrf_token(session.id)
+            set_caller(scope, user, session.id, csrf)
         else:
             for authenticator in self._authenticators:
                 user = await authenticator.authenticate(connection)
                 if user is not None:
                     break
-        if user is not None:
-            state["user"] = user
+            set_caller(scope, user)
         path = app_path(scope)
         # Exact path and method: Gradio also serves POST /login and GET /logout, which stay gated.
         if scope["type"] == "http" and scope["method"] in self._public.get(path, ()):

@@ -106,7 +106,7 @@ class ServiceAccountAuthenticator:
             claims = await self._verifier.verify_access_token(credential)
             return self._user(claims)
         except TokenRefused as refused:
-            self._refusals.record(connection.scope, f"service:{refused.reason}")
+            await self._refusals.record(connection.scope, f"service:{refused.reason}")
             message = _MESSAGES.get(refused.reason, _DEFAULT_MESSAGE)
             status = 403 if refused.reason == "client_not_allowed" else 401
             raise CredentialRefused(refused.reason, message, status) from None

@@ -24,6 +24,8 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
+from core.blocking_io import run_blocking
+
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 JwksFetcher = Callable[[bool], Awaitable[dict[str, Any]]]  # force re-fetch -> JWKS document
@@ -117,7 +119,7 @@ class TokenVerifier:
             raise TokenRefused("missing_sid_and_sub")
         if claims["iat"] < (self._clock() - timedelta(seconds=self._logout_max_age)).timestamp():
             raise TokenRefused("stale_logout_token")
-        self._refuse_replayed_jti(claims)
+        await self._refuse_replayed_jti(claims)
         return claims
 
     async def _verified_claims(self, token: str) -> dict[str, Any]:
@@ -186,12 +188,13 @@ class TokenVerifier:
         if nbf is not None and (not _is_number(nbf) or nbf > now + self._leeway):
             raise TokenRefused("not_yet_valid")
 
-    def _refuse_replayed_jti(self, claims: dict[str, Any]) -> None:
+    async def _refuse_replayed_jti(self, claims: dict[str, Any]) -> None:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenRefused("missing_jti")
         # Remembered as long as a token carrying it could still pass the age check.
-        if not self._seen_ids.first_use(jti, self._logout_max_age + 2 * self._leeway):
+        ttl = self._logout_max_age + 2 * self._leeway
+        if not await run_blocking(self._seen_ids.first_use, jti, ttl):
             raise TokenRefused("replayed_logout_token")
 
 

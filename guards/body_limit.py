@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guards.client_ip import client_ip
+from core.request_facts import facts_of
 
 logger = logging.getLogger("chat.access")
 
@@ -37,7 +37,8 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            logger.info("body refused: declared %s bytes (client %s)", declared, client_ip(scope))
+            client = facts_of(scope).client_ip
+            logger.info("body refused: declared %s bytes (client %s)", declared, client)
             await self._too_large(scope, receive, send)
             return
 
@@ -61,9 +62,8 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
-            logger.info(
-                "body refused: streamed past %s bytes (client %s)", self.max_bytes, client_ip(scope)
-            )
+            client = facts_of(scope).client_ip
+            logger.info("body refused: streamed past %s bytes (client %s)", self.max_bytes, client)
             if not started:
                 await self._too_large(scope, receive, send)
 

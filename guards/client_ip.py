@@ -1,5 +1,7 @@
 """The one place that decides who the client is: the socket peer, or what trusted proxies say.
 
+Handlers read the answer with core.request_facts.facts_of(...).client_ip.
+
 uvicorn must run with `proxy_headers=False`, so that it never rewrites the peer before we see it.
 """
 
@@ -7,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.request_facts import set_client
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -114,39 +117,5 @@ class ClientAddressMiddleware:
                     scope["scheme"] = scheme
         same_peer = client == (str(peer_ip) if peer_ip else peer_host)
         scope["client"] = (client, peer_port if same_peer else 0) if client else None
-        state = scope.setdefault("state", {})
-        state["client_ip"] = client
-        state["peer_ip"] = str(peer_ip) if peer_ip else peer_host
+        set_client(scope, client, str(peer_ip) if peer_ip else peer_host)
         await self.app(scope, receive, send)
-
-
-def client_ip(scope_or_request: Any) -> str | None:
-    """The resolved client address of an ASGI scope, a Starlette Request or a gr.Request."""
-    scope = _scope_of(scope_or_request)
-    if scope is None:
-        return None
-    state = scope.get("state") or {}
-    if state.get("client_ip"):
-        return state["client_ip"]
-    client = scope.get("client")
-    return client[0] if client else None
-
-
-def _scope_of(obj: Any) -> dict | None:
-    if isinstance(obj, dict):
-        return obj
-    # gr.Request wraps a Starlette Request in `.request` and turns other attributes into objects.
-    for candidate in (getattr(obj, "request", None), obj):
-        scope = getattr(candidate, "scope", None) if candidate is not None else None
-        if isinstance(scope, dict):
-            return scope
-    return None
-
-
-def peer_ip(scope: Scope) -> str | None:
-    """The socket peer as it connected (a proxy's address when behind one), for refusal logs."""
-    state = scope.get("state") or {}
-    if state.get("peer_ip"):
-        return state["peer_ip"]
-    client = scope.get("client")
-    return client[0] if client else None

@@ -13,7 +13,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.app_path import app_path
 from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
-from guards.client_ip import IPNetwork, client_ip, parse_ip, peer_ip
+from core.blocking_io import run_blocking
+from core.request_facts import facts_of
+from guards.client_ip import IPNetwork, parse_ip
 from guards.refusals import close_websocket, refusal
 from guards.settings import AccessSettings
 
@@ -106,7 +108,7 @@ class IPAllowlistMiddleware:
             await self.app(scope, receive, send)
             return
         path = app_path(scope)
-        address = client_ip(scope)
+        address = facts_of(scope).client_ip
         for group in self.rules.groups_for(path, Headers(scope=scope)):
             if not self.rules.permits(group, address):
                 await self._refuse(scope, receive, send, group, address, path)
@@ -122,21 +124,20 @@ class IPAllowlistMiddleware:
         address: str | None,
         path: str,
     ) -> None:
-        peer = peer_ip(scope)
+        facts = facts_of(scope)
+        peer = facts.peer_ip
         logger.warning(
             "access refused: group=%s client=%s peer=%s path=%s", group, address, peer, path
         )
-        user = (scope.get("state") or {}).get("user")
-        self.audit.record(
-            AuditEvent(
-                ACCESS_DENIED,
-                actor=getattr(user, "key", None),
-                ip=address,
-                target=path,
-                outcome=f"ip_not_allowed:{group}",
-                details={"peer": peer, "group": group},
-            )
+        event = AuditEvent(
+            ACCESS_DENIED,
+            actor=facts.user_key,
+            ip=address,
+            target=path,
+            outcome=f"ip_not_allowed:{group}",
+            details={"peer": peer, "group": group},
         )
+        await run_blocking(self.audit.record, event)
         if scope["type"] == "websocket":
             await close_websocket(send)
             return

@@ -18,7 +18,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
-from guards.client_ip import client_ip
+from core.blocking_io import run_blocking
+from core.request_facts import facts_of
 from guards.refusals import close_websocket, refusal
 from guards.settings import normalise_origin_setting
 
@@ -27,14 +28,23 @@ logger = logging.getLogger("chat.access")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of an absolute URL, as written there; None if it names no origin."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 host)
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def allowed_origins(public_url: str, extra: Iterable[str] = ()) -> frozenset[str]:
     """The public URL's origin plus the configured allowlist, normalised; never "*" or "null"."""
-    return frozenset(normalise_origin_setting(o) for o in (_origin_of(public_url), *extra))
-
-
-def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    own = origin_of(public_url)
+    if own is None:
+        raise ValueError(f"{public_url!r} is not an absolute URL")
+    return frozenset(normalise_origin_setting(o) for o in (own, *extra))
 
 
 def _request_origin(headers: Headers) -> str | None:
@@ -45,7 +55,9 @@ def _request_origin(headers: Headers) -> str | None:
             referer = headers.get("referer")
             if referer is None:
                 return None
-            origin = _origin_of(referer)  # ValueError for e.g. "http://[" (an unclosed IPv6 host)
+            origin = origin_of(referer)
+            if origin is None:
+                return ""
         return normalise_origin_setting(origin.strip())
     except ValueError:
         return ""  # "null", garbage or a non-http scheme: never allowed
@@ -72,19 +84,17 @@ class OriginCheckMiddleware:
         if (origin is None and not cross_site) or origin in self.allowed:
             await self.app(scope, receive, send)
             return
-        ip = client_ip(scope)
-        logger.warning("cross-origin request refused: origin=%r client=%s", origin, ip)
-        user = (scope.get("state") or {}).get("user")
-        self.audit.record(
-            AuditEvent(
-                ACCESS_DENIED,
-                actor=getattr(user, "key", None),
-                ip=ip,
-                target=scope.get("path"),
-                outcome="foreign_origin",
-                details={"origin": origin},
-            )
+        facts = facts_of(scope)
+        logger.warning("cross-origin request refused: origin=%r client=%s", origin, facts.client_ip)
+        event = AuditEvent(
+            ACCESS_DENIED,
+            actor=facts.user_key,
+            ip=facts.client_ip,
+            target=scope.get("path"),
+            outcome="foreign_origin",
+            details={"origin": origin},
         )
+        await run_blocking(self.audit.record, event)
         if scope["type"] == "websocket":
             await close_websocket(send)
             return

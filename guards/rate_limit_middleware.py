@@ -18,15 +18,14 @@ request carries and what the gate concludes:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.app_path import app_path
-from guards.client_ip import client_ip
+from core.blocking_io import run_blocking
+from core.request_facts import facts_of
 from guards.rate_limits import Decision, Limited, RateLimiter
 from guards.refusals import refusal
 
@@ -52,7 +51,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or path in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        ip = client_ip(scope) or "unknown"
+        ip = facts_of(scope).client_ip or "unknown"
         headers = Headers(scope=scope)
         authorization = headers.get("authorization", "")
         bearer = authorization.partition(" ")[0].lower() == "bearer"
@@ -65,22 +64,21 @@ class RateLimitMiddleware:
         if not (authorization or signed):
             checks.append(self.limiter.hit_unauthenticated)
         for check in checks:
-            decision = await self._run(check, ip)
+            # Redis or memory; either may audit a refusal (SQL), so never on the event loop.
+            decision = await run_blocking(check, ip)
             if isinstance(decision, Limited):
                 await _too_many(decision)(scope, receive, send)
                 return
         if not (authorization or signed):
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        await self.app(scope, receive, self._judging_send(scope, receive, send, state, ip, bearer))
+        await self.app(scope, receive, self._judging_send(scope, receive, send, ip, bearer))
 
     def _judging_send(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        state: dict[str, Any],
         ip: str,
         bearer: bool,
     ) -> Send:
@@ -89,12 +87,12 @@ class RateLimitMiddleware:
 
         async def judging_send(message: Message) -> None:
             nonlocal refused
-            if message["type"] == "http.response.start" and state.get("user") is None:
+            if message["type"] == "http.response.start" and facts_of(scope).user is None:
                 checks = [self.limiter.hit_unauthenticated]
                 if bearer and message["status"] == 401:
                     checks.append(self.limiter.hit_failed_token)
                 for check in checks:
-                    decision = await self._run(check, ip)
+                    decision = await run_blocking(check, ip)
                     if isinstance(decision, Limited) and not refused:
                         refused = True
                         await _too_many(decision)(scope, receive, send)
@@ -102,11 +100,6 @@ class RateLimitMiddleware:
                 await send(message)
 
         return judging_send
-
-    async def _run(self, hit: Callable[[str], Decision], ip: str) -> Decision:
-        if self.limiter.blocking:
-            return await anyio.to_thread.run_sync(hit, ip)
-        return hit(ip)
 
 
 def _too_many(decision: Limited) -> ASGIApp:

@@ -63,7 +63,10 @@ Decision = Allowed | Limited
 
 
 class RateLimiter:
-    """All request and usage limits; one instance per app, shared by middleware and handlers."""
+    """All request and usage limits; one instance per app, shared by middleware and handlers.
+
+    Every method may block (Redis storage, an audit record of a refusal): async callers use
+    core.blocking_io.run_blocking."""
 
     def __init__(self, settings: LimitSettings, audit: AuditSink) -> None:
         options = (
@@ -85,8 +88,6 @@ class RateLimiter:
         self._anonymous = RateLimitItemPerMinute(settings.unauthenticated_per_minute_per_ip)
         self._failed_tokens = RateLimitItemPerMinute(settings.failed_tokens_per_minute_per_ip)
         self._audited = RateLimitItemPerMinute(1)  # one audit event per window (see _PER_IP)
-        # Network storage blocks; async callers should run hits in a worker thread.
-        self.blocking = not settings.storage.startswith("memory://")
 
     @reaches_shared_state
     def hit_chat(self, user_key: str, ip: str | None = None) -> Decision:

@@ -3,8 +3,8 @@
 With `[limits] storage = "redis://..."` the rate limits, the per-user locks and the short-lived
 login state live in Redis, and the middlewares that use them run before any route. When Redis is
 unreachable they fail closed (nothing is let through unchecked); this middleware turns that into
-a clear, retryable answer. Add it outside the outermost Redis user: the rate limits, which run
-just outside the auth gate.
+a clear, retryable answer. It must wrap the outermost Redis user, the rate limits (see
+app_factory.middleware_stack).
 """
 
 from __future__ import annotations

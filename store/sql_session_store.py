@@ -11,16 +11,14 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, or_, select, update
 
 from core.identity import User
-from core.sessions import Session
+from core.sessions import HANDLE_PREFIX, Session
 from store.database import Database
 from store.schema import SessionRow
 
-# list_active() returns sessions whose id is this prefix + the stored hash: the real id is not
-# recoverable, and revoke() accepts the handle so an admin can end a listed session.
-HANDLE_PREFIX = "sha256:"
-
 
 def id_hash(session_id: str) -> str:
+    """The row key. list_active() names sessions by HANDLE_PREFIX + this hash: the real id is not
+    recoverable, and revoke() accepts the handle so an admin can end a listed session."""
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 

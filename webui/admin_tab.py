@@ -8,6 +8,8 @@ from urllib.parse import quote, urlencode
 import gradio as gr
 
 from core.audit import EVENT_TYPES
+from core.request_facts import current_user, facts_of
+from core.sessions import HANDLE_PREFIX
 from webui.admin_service import (
     AdminContext,
     AdminRefused,
@@ -16,17 +18,14 @@ from webui.admin_service import (
     parse_date,
 )
 from webui.i18n import label
-from webui.request_context import request_state, request_user
 
 COLUMNS = ["id", "time (UTC)", "type", "user", "ip", "target", "outcome", "details"]
 SESSION_COLUMNS = ["handle", "user", "created", "last seen", "ip"]
 
 
 def admin_context(request: gr.Request) -> AdminContext:
-    state = request_state(request)
-    return AdminContext(
-        user=request_user(request), ip=state.get("client_ip"), request_id=state.get("request_id")
-    )
+    facts = facts_of(request)
+    return AdminContext(current_user(request), facts.client_ip, facts.request_id)
 
 
 def build_admin_tab(admin: AdminService, export_base: str) -> None:
@@ -122,7 +121,7 @@ def _sessions_section(admin: AdminService) -> None:
         ctx = admin_context(request)
         target = target.strip()
         try:
-            if target.startswith("sha256:"):
+            if target.startswith(HANDLE_PREFIX):
                 message = (
                     "Session ended." if admin.revoke_session(ctx, target) else "No such session."
                 )

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gradio as gr
 
+from core.blocking_io import close_off_the_loop
 from core.history import History
+from core.request_facts import current_user
 from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
 from webui.chat_service import ChatService, ReplyUpdate
 from webui.history_sidebar import build_sidebar, export_links, shown_messages, wire_sidebar
 from webui.i18n import label, pick_locale, text
-from webui.request_context import request_user, turn_context
+from webui.request_context import turn_context
 from webui.script_api import register_script_api
 from webui.tokens_service import TokensService
 from webui.tokens_tab import build_tokens_tab
@@ -58,7 +59,7 @@ def build_chat_page(
 
         @gr.render(triggers=[page.load])
         def tabs(request: gr.Request) -> None:
-            user = request_user(request)
+            user = current_user(request)
             locale = pick_locale(request.headers.get("accept-language"))
             with gr.Row(elem_id="user-bar", equal_height=True):
                 with gr.Column(scale=6):
@@ -124,7 +125,8 @@ def chat_tab(
     ) -> Iterator[tuple[Messages, str, str | None, str]]:
         ctx = turn_context(request)
         shown = _display(history, ctx.user.key, conversation_id, ctx.locale)
-        with contextlib.closing(service.reply(ctx, conversation_id, message)) as updates:
+        updates = service.reply(ctx, conversation_id, message)
+        try:
             for update in updates:
                 turn, notice = present(update, message, ctx.locale)
                 if notice is not None:
@@ -135,6 +137,8 @@ def chat_tab(
                 conversation_id = update.conversation_id
                 links = export_links(options.export_base, conversation_id)
                 yield shown + turn, "", conversation_id, links
+        finally:
+            close_off_the_loop(updates)  # a stop saves the reply: SQL, not on Gradio's loop
 
     refresh = wire_sidebar(sidebar, history, chatbot, conversation, options.export_base)
     listing = [sidebar.search, conversation]

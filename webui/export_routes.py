@@ -1,12 +1,17 @@
-"""Downloads served by our own routes (not Gradio's file cache): conversation exports and the audit CSV."""
+"""Downloads served by our own routes (not Gradio's file cache): conversation exports and the audit CSV.
+
+The routes are async and read SQL through core.blocking_io, in the I/O threads: a plain `def` route
+would take a thread from the pool Gradio's streaming replies use.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from core.blocking_io import run_blocking
 from core.history import History
-from core.identity import User
+from core.request_facts import CurrentUser, facts_of
 from webui.admin_service import (
     AdminContext,
     AdminRefused,
@@ -16,26 +21,20 @@ from webui.admin_service import (
 )
 
 
-def _user(request: Request) -> User | None:
-    user = request.scope.get("state", {}).get("user")
-    return user if isinstance(user, User) else None
-
-
 def export_router(history: History, admin: AdminService | None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/export/{conversation_id}.{fmt}", include_in_schema=False)
-    def export_conversation(conversation_id: str, fmt: str, request: Request) -> Response:
-        user = _user(request)
-        if user is None:
-            return JSONResponse({"error": "Log in first."}, status_code=401)
+    async def export_conversation(conversation_id: str, fmt: str, user: CurrentUser) -> Response:
         if fmt not in ("md", "json"):
             return JSONResponse({"error": "Use .md or .json."}, status_code=404)
+        export, media = (
+            (history.export_markdown, "text/markdown")
+            if fmt == "md"
+            else (history.export_json, "application/json")
+        )
         try:
-            if fmt == "md":
-                body, media = history.export_markdown(user.key, conversation_id), "text/markdown"
-            else:
-                body, media = history.export_json(user.key, conversation_id), "application/json"
+            body = await run_blocking(export, user.key, conversation_id)
         except LookupError:
             return JSONResponse({"error": "Conversation not found."}, status_code=404)
         filename = f"conversation-{conversation_id[:12]}.{fmt}"
@@ -46,12 +45,11 @@ def export_router(history: History, admin: AdminService | None) -> APIRouter:
         )
 
     @router.get("/admin/audit.csv", include_in_schema=False)
-    def export_audit(request: Request) -> Response:
-        user = _user(request)
-        if user is None or admin is None:
+    async def export_audit(request: Request, user: CurrentUser) -> Response:
+        if admin is None:
             return JSONResponse({"error": "Log in first."}, status_code=401)
-        state = request.scope.get("state", {})
-        ctx = AdminContext(user, state.get("client_ip"), state.get("request_id"))
+        facts = facts_of(request)
+        ctx = AdminContext(user, facts.client_ip, facts.request_id)
         params = request.query_params
         try:
             query = AuditQuery(
@@ -64,7 +62,7 @@ def export_router(history: History, admin: AdminService | None) -> APIRouter:
         except ValueError:
             return JSONResponse({"error": "Dates must look like 2026-01-31."}, status_code=400)
         try:
-            body = admin.audit_csv(ctx, query)
+            body = await run_blocking(admin.audit_csv, ctx, query)
         except AdminRefused:
             return JSONResponse({"error": "Admins only."}, status_code=403)
         return Response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from core.blocking_io import run_blocking
 from model.engine import Engine
 
 
@@ -12,12 +13,13 @@ def health_router(engine: Engine) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
-        if engine.ready():
+    async def readyz() -> JSONResponse:
+        # async: a plain `def` probe would wait for a thread behind Gradio's streaming replies.
+        if await run_blocking(engine.ready):  # a remote engine asks its server
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 

@@ -10,8 +10,8 @@ from typing import Any
 import gradio as gr
 
 from core.history import History
+from core.request_facts import current_user
 from webui.i18n import label, pick_locale, text
-from webui.request_context import request_user
 
 log = logging.getLogger("chat.sidebar")
 Messages = list[dict[str, str]]
@@ -64,7 +64,7 @@ def wire_sidebar(
     """Attach the sidebar's events; returns the refresh handler, which the page runs after each reply."""
 
     def refresh(query: str, current: str | None, request: gr.Request) -> Any:
-        user = request_user(request)
+        user = current_user(request)
         found = history.list_conversations(user.key, search=query or None, limit=100, offset=0)
         choices = [(c.title, c.id) for c in found]
         ids = {c.id for c in found}
@@ -75,7 +75,7 @@ def wire_sidebar(
     ) -> tuple[Messages, str | None, str, str]:
         if not conversation_id:
             return [], None, "", ""
-        user = request_user(request)
+        user = current_user(request)
         try:
             found = history.get_conversation(user.key, conversation_id)
         except LookupError:
@@ -87,7 +87,7 @@ def wire_sidebar(
         return shown, found.id, found.title, export_links(export_base, found.id)
 
     def rename(conversation_id: str | None, title: str, request: gr.Request) -> None:
-        user = request_user(request)
+        user = current_user(request)
         if conversation_id and title.strip():
             try:
                 history.rename(user.key, conversation_id, title.strip()[:200])
@@ -95,7 +95,7 @@ def wire_sidebar(
                 gr.Warning(label("not_found"))
 
     def delete(conversation_id: str | None, request: gr.Request) -> tuple[Messages, None, str, str]:
-        user = request_user(request)
+        user = current_user(request)
         if conversation_id:
             try:
                 history.delete(user.key, conversation_id)

@@ -7,6 +7,7 @@ import secrets
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.request_facts import set_request_id
 from webui.json_logging import request_id_var
 
 
@@ -20,7 +21,7 @@ class RequestIdMiddleware:
             return
         # Always our own id: a client-chosen one could be used to forge log correlation.
         request_id = secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
+        set_request_id(scope, request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

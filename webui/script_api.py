@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
+from core.blocking_io import close_off_the_loop
 from core.history import History
+from core.request_facts import current_user
 from webui.chat_service import ChatService
-from webui.request_context import request_user, turn_context
+from webui.request_context import turn_context
 
 
 def register_script_api(service: ChatService, history: History) -> None:
@@ -26,7 +27,8 @@ def register_script_api(service: ChatService, history: History) -> None:
         conversation_id to continue a conversation.
         """
         ctx = turn_context(request)
-        with contextlib.closing(service.reply(ctx, conversation_id or None, message)) as updates:
+        updates = service.reply(ctx, conversation_id or None, message)
+        try:
             for update in updates:
                 yield {
                     "conversation_id": update.conversation_id,
@@ -35,10 +37,12 @@ def register_script_api(service: ChatService, history: History) -> None:
                     "notice": update.notice,
                     "retry_after": update.retry_after,
                 }
+        finally:
+            close_off_the_loop(updates)  # a stop saves the reply: SQL, not on Gradio's loop
 
     def list_conversations(search: str = "", request: gr.Request = None) -> list[dict[str, Any]]:
         """Your conversations, newest first: [{id, title, updated_at}]; `search` filters by text."""
-        user = request_user(request)
+        user = current_user(request)
         found = history.list_conversations(user.key, search=search or None, limit=100, offset=0)
         return [
             {"id": c.id, "title": c.title, "updated_at": c.updated_at.isoformat()} for c in found
@@ -46,7 +50,7 @@ def register_script_api(service: ChatService, history: History) -> None:
 
     def get_conversation(conversation_id: str, request: gr.Request = None) -> dict[str, Any]:
         """One of your conversations with its messages: {id, title, messages: [{role, content, status}]}."""
-        user = request_user(request)
+        user = current_user(request)
         try:
             found = history.get_conversation(user.key, conversation_id)
         except LookupError:
@@ -61,7 +65,7 @@ def register_script_api(service: ChatService, history: History) -> None:
 
     def delete_conversation(conversation_id: str, request: gr.Request = None) -> dict[str, Any]:
         """Delete one of your conversations: {deleted: true}."""
-        user = request_user(request)
+        user = current_user(request)
         try:
             history.delete(user.key, conversation_id)
         except LookupError:

@@ -38,7 +38,7 @@ def session_watch_router(base_url: str) -> APIRouter:
     body = _SCRIPT % json.dumps(base_url + "/login")
 
     @router.get(SCRIPT_PATH, include_in_schema=False)
-    def session_watch() -> Response:
+    async def session_watch() -> Response:
         return Response(body, media_type="text/javascript")
 
     return router

@@ -12,7 +12,7 @@ import gradio as gr
 
 from core.api_tokens import ApiToken
 from core.identity import User
-from webui.request_context import request_state, request_user
+from core.request_facts import current_user, facts_of
 from webui.tokens_service import TokenContext, TokenRequestInvalid, TokensRefused, TokensService
 
 COLUMNS = [
@@ -31,10 +31,8 @@ Rows = list[list[str]]
 
 
 def token_context(request: gr.Request) -> TokenContext:
-    state = request_state(request)
-    return TokenContext(
-        user=request_user(request), ip=state.get("client_ip"), request_id=state.get("request_id")
-    )
+    facts = facts_of(request)
+    return TokenContext(current_user(request), facts.client_ip, facts.request_id)
 
 
 def build_tokens_tab(service: TokensService, user: User) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from core.request_facts import facts_of
+
 log = logging.getLogger("chat.gradio")
 
 # Gradio modules that print handler tracebacks (checked against gradio 6.31).
@@ -32,8 +34,11 @@ MESSAGE = (
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    request_id = request.scope.get("state", {}).get("request_id")
-    body = {"error": "internal_error", "message": MESSAGE, "request_id": request_id}
+    body = {
+        "error": "internal_error",
+        "message": MESSAGE,
+        "request_id": facts_of(request).request_id,
+    }
     return JSONResponse(body, status_code=500, headers={"Cache-Control": "no-store"})
 
 

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from guards.client_ip import ClientAddressMiddleware, client_ip, parse_ip, resolve_client
+from core.request_facts import facts_of
+from guards.client_ip import ClientAddressMiddleware, parse_ip, resolve_client
 from tests.auth.loopback_server import client_from, serve
 
 SPOOFS = {
@@ -29,7 +30,7 @@ async def whoami(request: Request) -> JSONResponse:
         {
             "client": request.client.host if request.client else None,
             "state": request.state.client_ip,
-            "helper": client_ip(request),
+            "helper": facts_of(request).client_ip,
             "scheme": request.url.scheme,
             "forwarding_headers": sorted(
                 k for k in request.headers if k.startswith("x-") or k == "forwarded"
@@ -156,5 +157,5 @@ def test_gradio_request_sees_the_resolved_address():
         "headers": [],
     }
     request = gr.Request(request=Request(scope))
-    assert client_ip(request) == "203.0.113.7"
+    assert facts_of(request).client_ip == "203.0.113.7"
     assert request.client.host == "203.0.113.7"

@@ -13,7 +13,12 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from core.audit import ACCESS_DENIED, MemoryAuditSink
-from guards.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
+from guards.origin_check import (
+    OriginCheckMiddleware,
+    allowed_origins,
+    cors_middleware,
+    origin_of,
+)
 from guards.settings import AccessSettings
 
 PUBLIC_URL = "https://chat.example.com"
@@ -138,3 +143,19 @@ def test_foreign_websocket_handshake_is_refused():
         client.websocket_connect("/ws", headers={"Origin": EVIL}),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://chat.example.com/chat/?x=1#y", "https://chat.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://idp.example.com/realms/corp/", "https://idp.example.com"),
+        ("http://[", None),  # an unclosed IPv6 host
+        ("//chat.example.com/x", None),  # no scheme
+        ("http:///x", None),  # no host
+        ("chat.example.com", None),
+    ],
+)
+def test_one_origin_parser_for_the_public_url_the_issuer_and_referers(url, origin):
+    assert origin_of(url) == origin

@@ -13,6 +13,7 @@ import pytest
 
 from app_factory import Services, create_app
 from auth.bearer_tokens import PersonalTokenAuthenticator
+from auth.redis_state import shared_auth_state
 from config import Settings
 from guards.rate_limits import RateLimiter
 from guards.user_concurrency import UserConcurrency
@@ -24,6 +25,9 @@ from store.chat_history import ChatHistory
 from store.database import create_database, migrate
 from store.prompt_policy import PromptPolicy
 from store.sql_session_store import SqlSessionStore
+from store.token_policy import TokenPolicy
+from tests.backends import REDIS_URL, redis_namespace
+from tests.event_loop_io import watch_event_loop_io
 from tests.live_server import free_port, live_server
 from tests.server_errors import ServerErrorWatch
 
@@ -58,6 +62,16 @@ class RunningChat:
         return f"{self.issuer}|{user}"
 
 
+@pytest.fixture(autouse=True)
+def no_blocking_io_on_the_event_loop() -> Iterator[list[str]]:
+    """Every test here fails if the app made a blocking SQL or Redis call on its event loop."""
+    with watch_event_loop_io() as violations:
+        yield violations
+    assert not violations, f"{len(violations)} blocking calls on the loop:\n" + "\n".join(
+        violations
+    )
+
+
 @pytest.fixture
 def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
     """Factory: start the app with a given engine and settings overrides; stopped at teardown."""
@@ -66,8 +80,18 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
     watches: list[ServerErrorWatch] = []
     with contextlib.ExitStack() as stack:
 
-        def start(engine: Engine | None = None, **sections: Any) -> RunningChat:
+        def start(
+            engine: Engine | None = None, *, shared_state: bool = False, **sections: Any
+        ) -> RunningChat:
+            """`shared_state`: limits, locks, login state and Gradio bindings in the real Redis."""
             port, idp_port = free_port(), free_port()
+            if shared_state:
+                prefix = stack.enter_context(redis_namespace("chat"))
+                sections["limits"] = {
+                    **sections.get("limits", {}),
+                    "storage": REDIS_URL,
+                    "key_prefix": prefix,
+                }
             settings = Settings(
                 server={
                     "port": port,
@@ -89,6 +113,8 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
             audit = AuditLog(database)
             concurrency = UserConcurrency.from_settings(settings.limits)
             tokens = ApiTokenStore(database, lambda: datetime.now(UTC))
+            limits, hours = settings.limits, settings.session.gradio_binding_ttl_hours
+            shared = shared_auth_state(limits.storage, limits.key_prefix, hours)
             services = Services(
                 engine=engine or FakeEngine(delay=0.02),
                 history=ChatHistory(database, audit),
@@ -102,7 +128,15 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
                 authenticators=(
                     PersonalTokenAuthenticator(tokens, audit, lambda: datetime.now(UTC)),
                 ),
-                on_close=(concurrency.close, database.dispose),
+                token_policy=TokenPolicy(tokens, audit),
+                login_states=shared.login_states if shared else None,
+                bindings=shared.bindings if shared else None,
+                logout_token_ids=shared.logout_token_ids if shared else None,
+                on_close=(
+                    concurrency.close,
+                    database.dispose,
+                    *((shared.close,) if shared else ()),
+                ),
             )
             watch = ServerErrorWatch(create_app(settings, services))
             watches.append(watch)
