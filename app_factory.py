@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -42,10 +42,10 @@ from guards.origin_check import (
     cors_middleware,
     origin_of,
 )
+from guards.outages import OutageMiddleware
 from guards.rate_limit_middleware import RateLimitMiddleware
 from guards.rate_limits import RateLimiter
 from guards.security_headers import SecurityHeadersMiddleware
-from guards.shared_state_outage import SharedStateOutageMiddleware
 from guards.user_concurrency import UserConcurrency
 from model.engine import Engine
 from store.api_tokens import ApiTokenStore
@@ -90,6 +90,7 @@ class Services:
     api_tokens: ApiTokenStore | None = None  # the API tokens tab
     token_policy: TokenPolicy | None = None  # called by the login flow
     writes: Writes | None = None  # holds a reply's final save through a database outage
+    readiness: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # /readyz probes
     # Shared by replicas (Redis, auth.redis_state) when [limits] storage is Redis; None: in memory.
     login_states: LoginStateStore | None = None
     bindings: SessionHashBindings | None = None
@@ -116,6 +117,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     from auth.bearer_tokens import PersonalTokenAuthenticator
     from auth.redis_state import shared_auth_state
     from auth.service_accounts import service_account_authenticator
+    from core.shared_state import RedisProbe
     from store.audit_keys import audit_keys, validate_audit_settings
     from store.chat_history import ChatHistory
     from store.database import DatabaseUnavailable, open_database
@@ -157,7 +159,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     concurrency = UserConcurrency.from_settings(settings.limits)
     history = ChatHistory(database, audit)
     sessions = SqlSessionStore(database)
-    retention = RetentionJob(settings.retention, history, audit, sessions)
+    retention = RetentionJob(settings.retention, history, audit_log, sessions)
     # Replies a killed server left "streaming" become "interrupted" (store/reply_recovery.py).
     recovery = ReplyRecovery(
         database,
@@ -166,6 +168,10 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         timedelta(seconds=settings.generation.interrupted_after_seconds),
     )
     limits = settings.limits
+    readiness: dict[str, Callable[[], bool]] = {"database": database.reachable}
+    redis_probe = None if limits.storage.startswith("memory://") else RedisProbe(limits.storage)
+    if redis_probe is not None:
+        readiness["redis"] = redis_probe
     shared = shared_auth_state(
         limits.storage, limits.key_prefix, settings.session.gradio_binding_ttl_hours
     )
@@ -177,6 +183,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         held.flush,  # a last try for what an outage still holds
         *(job.stop for job in checkpoints),
         concurrency.close,
+        *((redis_probe.close,) if redis_probe else ()),
         database.dispose,
     )
     return Services(
@@ -186,6 +193,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         sessions=sessions,
         audit_log=audit_log,
         writes=held,
+        readiness=readiness,
         limiter=RateLimiter(limits, audit),
         concurrency=concurrency,
         policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
@@ -261,7 +269,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    app.include_router(health_router(services.engine))
+    app.include_router(health_router(services.engine, services.readiness))
     app.include_router(metrics_router(metrics))  # public to the gate; the metrics IP list guards it
     app.include_router(export_router(services.history, admin))
     app.include_router(signout_router(site.base_url))
@@ -324,7 +332,7 @@ def middleware_stack(
             allowed=allowed_origins(server.public_url, access.allow_origins),
             audit=services.audit,
         ),
-        Middleware(SharedStateOutageMiddleware),  # Redis down: 503 "try again", not 500
+        Middleware(OutageMiddleware),  # Redis or the database down: 503 "try again", not 500
         *limits,
         # Bad bearer tokens: a clear 401/403, not 500; inside the limits, which count them.
         Middleware(CredentialRefusalMiddleware),

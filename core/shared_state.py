@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# A stuck Redis fails the request (503, see guards.shared_state_outage) instead of hanging it.
+# A stuck Redis fails the request (503, see guards.outages) instead of hanging it.
 TIMEOUT_SECONDS = 5.0
 
 
@@ -43,3 +43,19 @@ def reaches_shared_state(method: Callable[P, R]) -> Callable[P, R]:
             raise SharedStateUnavailable(type(exc).__name__) from exc
 
     return wrapper
+
+
+class RedisProbe:
+    """The readiness probe for shared state: does Redis answer a PING now?"""
+
+    def __init__(self, url: str) -> None:
+        self._redis = connect(url)
+
+    def __call__(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()

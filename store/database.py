@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,6 +51,15 @@ class Database:
                 with suppress(SQLAlchemyError):  # a lost connection cannot roll back either
                     session.rollback()
                 raise
+
+    def reachable(self) -> bool:
+        """True if the database answers a trivial query now (the readiness probe)."""
+        try:
+            with self.read() as session:
+                session.execute(text("SELECT 1"))
+        except StoreUnreachable:
+            return False
+        return True
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("audit_head")

@@ -120,7 +120,7 @@ class ChatService:
         self._guards = guards or TurnGuards()
         self._clock = clock
         self._observer = observer or NoObserver()
-        self._writes = writes or WriteNow()
+        self._writes = writes if writes is not None else WriteNow()  # (an empty buffer is falsy)
         self._in_flight = 0
         self._idle = threading.Condition()
         self._draining = False

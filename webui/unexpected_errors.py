@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import traceback
 from typing import Any
 
@@ -21,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from core.request_facts import facts_of
+from core.shared_state import SharedStateUnavailable
+from core.store_outage import StoreUnreachable
 
 log = logging.getLogger("chat.gradio")
 
@@ -49,6 +52,11 @@ class _LoggedTraceback:
         return getattr(traceback, name)
 
     def print_exc(self, *args: Any, **kwargs: Any) -> None:
+        failure = sys.exc_info()[1]
+        if isinstance(failure, (StoreUnreachable, SharedStateUnavailable)):
+            # An outage already says itself in one line (and in /readyz): no traceback per call.
+            log.warning("a Gradio handler met an outage: %s", type(failure).__name__)
+            return
         log.error("a Gradio handler failed", exc_info=True)
 
 

@@ -75,9 +75,10 @@ class TcpProxy:
             _reset(client_w)
             return
         self._writers.update((client_w, server_w))
-        await asyncio.gather(
-            _pipe(client_r, server_w), _pipe(server_r, client_w), return_exceptions=True
-        )
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy stopping: a quiet end
+            await asyncio.gather(
+                _pipe(client_r, server_w), _pipe(server_r, client_w), return_exceptions=True
+            )
         for writer in (client_w, server_w):
             self._writers.discard(writer)
             writer.close()

@@ -1,10 +1,10 @@
-"""A Redis outage answered as 503 "try again shortly", never as a 500 with a stack trace.
+"""An outage of Redis or of the database answered as 503 "try again shortly", never as a 500.
 
 With `[limits] storage = "redis://..."` the rate limits, the per-user locks and the short-lived
-login state live in Redis, and the middlewares that use them run before any route. When Redis is
-unreachable they fail closed (nothing is let through unchecked); this middleware turns that into
-a clear, retryable answer. It must wrap the outermost Redis user, the rate limits (see
-app_factory.middleware_stack).
+login state live in Redis; sessions, history and the audit trail live in the database. The
+middlewares and routes that use them fail closed when they are unreachable (nothing is let through
+unchecked); this middleware turns that into a clear, retryable answer with one log line. It must
+wrap the outermost user of either, the rate limits (see app_factory.middleware_stack).
 """
 
 from __future__ import annotations
@@ -14,17 +14,22 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.shared_state import SharedStateUnavailable
+from core.store_outage import StoreUnreachable
 from guards.refusals import close_websocket, refusal
 
-log = logging.getLogger("chat.shared_state")
+log = logging.getLogger("chat.outage")
 
 RETRY_AFTER_SECONDS = 5
-MESSAGE = (
+SHARED_STATE_DOWN = (
     "The service is briefly unavailable (shared state unreachable). Try again in a few seconds."
+)
+DATABASE_DOWN = (
+    "The service cannot reach its database right now; nothing was changed. "
+    "Try again in a few seconds."
 )
 
 
-class SharedStateOutageMiddleware:
+class OutageMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -42,12 +47,13 @@ class SharedStateOutageMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except SharedStateUnavailable as exc:
+        except (SharedStateUnavailable, StoreUnreachable) as exc:
             if started:  # part of a response went out: nothing clean is left to send
                 raise
-            log.error("shared state unreachable", extra={"error": str(exc)})
+            log.error("request refused: %s", type(exc).__name__, extra={"error": str(exc)})
             if scope["type"] == "websocket":
                 await close_websocket(send)
                 return
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
-            await refusal(scope, 503, MESSAGE, headers)(scope, receive, send)
+            message = DATABASE_DOWN if isinstance(exc, StoreUnreachable) else SHARED_STATE_DOWN
+            await refusal(scope, 503, message, headers)(scope, receive, send)
