@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.gradio_binding import SessionHashBindings
+from auth.gradio_inputs import input_problem
 from core.app_path import app_path
 from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
 from core.blocking_io import run_blocking
@@ -250,13 +251,19 @@ def _check_call(blocks: Any, body: Mapping[str, Any]) -> None:
     if not _is_int(fn_index):
         raise Refused(400, "bad_request", "fn_index must be an integer.")
     fn = _session_functions(blocks, body["session_hash"]).get(fn_index)
-    if fn is None or (fn.fn is None and not fn.cancels):
+    # A function without a backend (the Stop button's) only cancels others: the page posts
+    # /cancel for it and never joins it; Gradio would raise on a join.
+    if fn is None or fn.fn is None:
         raise Refused(404, "unknown_function", "This page has no such action. Reload the page.")
     data = body.get("data")
     if not isinstance(data, list):
         raise Refused(400, "bad_request", "data must be a list of the inputs.")
-    if fn.fn is not None and len(data) != len(fn.inputs):
+    if len(data) != len(fn.inputs):
         raise Refused(400, "bad_request", f"This action takes {len(fn.inputs)} inputs.")
+    for component, value in zip(fn.inputs, data, strict=True):
+        problem = input_problem(component, value)
+        if problem:
+            raise Refused(400, "bad_input", problem)
 
 
 def _session_functions(blocks: Any, session_hash: str) -> Mapping[int, Any]:

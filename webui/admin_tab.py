@@ -119,7 +119,7 @@ def _sessions_section(admin: AdminService) -> None:
 
     def end(target: str, request: gr.Request) -> tuple[str, list[list[str]]]:
         ctx = admin_context(request)
-        target = target.strip()
+        target = (target or "").strip()  # null from a script: nothing to end
         try:
             if target.startswith(HANDLE_PREFIX):
                 message = (
@@ -143,9 +143,9 @@ def _query(since: str, until: str, actor: str, kind: str, free: str, page: int) 
     return AuditQuery(
         since=parse_date(since),
         until=parse_date(until),
-        actor=actor.strip() or None,
+        actor=(actor or "").strip() or None,
         type=kind or None,
-        text=free.strip() or None,
+        text=(free or "").strip() or None,
         page=max(0, page),
     )
 

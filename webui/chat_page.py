@@ -124,6 +124,7 @@ def chat_tab(
         message: str, conversation_id: str | None, request: gr.Request
     ) -> Iterator[tuple[Messages, str, str | None, str]]:
         ctx = turn_context(request)
+        message = message or ""  # null from a script: an empty message, refused as such
         shown = _display(history, ctx.user.key, conversation_id, ctx.locale)
         updates = service.reply(ctx, conversation_id, message)
         try:

@@ -27,7 +27,7 @@ def register_script_api(service: ChatService, history: History) -> None:
         conversation_id to continue a conversation.
         """
         ctx = turn_context(request)
-        updates = service.reply(ctx, conversation_id or None, message)
+        updates = service.reply(ctx, conversation_id or None, message or "")
         try:
             for update in updates:
                 yield {

@@ -85,7 +85,7 @@ def build_tokens_tab(service: TokensService, user: User) -> None:
     ) -> tuple[str, str, Rows]:
         ctx = token_context(request)
         try:
-            made = service.create(ctx, name, int(days or 0), cidrs, bool(admin))
+            made = service.create(ctx, name or "", int(days or 0), cidrs or "", bool(admin))
         except TokenRequestInvalid as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         except TokensRefused:
@@ -99,7 +99,7 @@ def build_tokens_tab(service: TokensService, user: User) -> None:
     def on_revoke(token_id: str, request: gr.Request) -> tuple[str, Rows]:
         ctx = token_context(request)
         try:
-            done = service.revoke_mine(ctx, token_id)
+            done = service.revoke_mine(ctx, token_id or "")
         except TokensRefused:
             raise gr.Error("Not allowed.", print_exception=False) from None
         message = "Token revoked." if done else "No such active token of yours."
@@ -132,7 +132,7 @@ def _admin_section(service: TokensService) -> None:
 
     def revoke_any(token_id: str, request: gr.Request) -> tuple[str, Rows]:
         try:
-            done = service.revoke_any(token_context(request), token_id)
+            done = service.revoke_any(token_context(request), token_id or "")
         except TokensRefused:
             raise gr.Error("Not allowed.", print_exception=False) from None
         return ("Token revoked." if done else "No such active token."), everyone(request)

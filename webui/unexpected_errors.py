@@ -18,6 +18,7 @@ import sys
 import traceback
 from typing import Any
 
+from gradio.exceptions import Error as GradioError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -56,6 +57,11 @@ class _LoggedTraceback:
         if isinstance(failure, (StoreUnreachable, SharedStateUnavailable)):
             # An outage already says itself in one line (and in /readyz): no traceback per call.
             log.warning("a Gradio handler met an outage: %s", type(failure).__name__)
+            return
+        if isinstance(failure, GradioError):
+            # Gradio refusing an input (a value not among the choices, out of bounds): the caller
+            # got the message; a traceback per refusal would let anyone flood the log.
+            log.warning("Gradio refused an input: %s", str(failure)[:200])
             return
         log.error("a Gradio handler failed", exc_info=True)
 
