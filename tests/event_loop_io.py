@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.connection
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -74,3 +75,14 @@ def watch_event_loop_io() -> Iterator[list[str]]:
     finally:
         redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
         event.remove(Engine, "before_cursor_execute", before_cursor_execute)
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_io_on_the_event_loop() -> Iterator[list[str]]:
+    """Every test that imports this into its conftest fails if the app made a blocking SQL or
+    Redis call on its event loop."""
+    with watch_event_loop_io() as violations:
+        yield violations
+    assert not violations, f"{len(violations)} blocking calls on the loop:\n" + "\n".join(
+        violations
+    )

@@ -21,21 +21,11 @@ from core.identity import User
 from core.request_facts import csrf_token, current_user
 from core.sessions import MemorySessionStore
 from tests.auth.fake_idp import FakeIdp
-from tests.event_loop_io import watch_event_loop_io
+from tests.event_loop_io import no_blocking_io_on_the_event_loop  # noqa: F401 - autouse
 from tests.live_server import free_port, live_server
 
 SESSION_KEY = "test-session-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 CLIENT_SECRET = "test-client-secret-0123456789"
-
-
-@pytest.fixture(autouse=True)
-def no_blocking_io_on_the_event_loop() -> Iterator[list[str]]:
-    """Every test here fails if the app made a blocking SQL or Redis call on its event loop."""
-    with watch_event_loop_io() as violations:
-        yield violations
-    assert not violations, f"{len(violations)} blocking calls on the loop:\n" + "\n".join(
-        violations
-    )
 
 
 @pytest.fixture(scope="session")

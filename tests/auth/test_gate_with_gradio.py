@@ -3,7 +3,6 @@ anonymous callers, handlers see the server-side user, and one user cannot use an
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from core.audit import MemoryAuditSink
 from core.request_facts import current_user
 from core.sessions import MemorySessionStore
 from tests.auth.conftest import ALICE, BOB, auth_app, make_settings
+from tests.gradio_queue import completed
 from tests.live_server import free_port, live_server
 
 BROWSER = {"accept": "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate"}
@@ -155,15 +155,7 @@ def run_event(client: httpx.Client, session_hash: str, text: str) -> str:
         },
     )
     assert join.status_code == 200, join.text
-    with client.stream(
-        "GET", "/gradio_api/queue/data", params={"session_hash": session_hash}
-    ) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message["output"]["data"][0]
-    raise AssertionError("stream ended without a result")
+    return completed(client, session_hash)["output"]["data"][0]
 
 
 def test_handler_sees_the_server_side_user(gradio_chat):

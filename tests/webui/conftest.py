@@ -27,7 +27,7 @@ from store.prompt_policy import PromptPolicy
 from store.sql_session_store import SqlSessionStore
 from store.token_policy import TokenPolicy
 from tests.backends import REDIS_URL, redis_namespace
-from tests.event_loop_io import watch_event_loop_io
+from tests.event_loop_io import no_blocking_io_on_the_event_loop  # noqa: F401 - autouse
 from tests.live_server import free_port, live_server
 from tests.server_errors import ServerErrorWatch
 
@@ -60,16 +60,6 @@ class RunningChat:
 
     def key(self, user: str) -> str:
         return f"{self.issuer}|{user}"
-
-
-@pytest.fixture(autouse=True)
-def no_blocking_io_on_the_event_loop() -> Iterator[list[str]]:
-    """Every test here fails if the app made a blocking SQL or Redis call on its event loop."""
-    with watch_event_loop_io() as violations:
-        yield violations
-    assert not violations, f"{len(violations)} blocking calls on the loop:\n" + "\n".join(
-        violations
-    )
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ real Redis; the watch (tests/event_loop_io.py) records each call made from a thr
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +20,7 @@ from gradio_client import Client
 from core.audit import ACCESS_DENIED, AuditEvent
 from core.identity import User
 from tests.event_loop_io import watch_event_loop_io
+from tests.gradio_queue import completed, join, messages
 
 PROXIED = {"trusted_proxies": ["127.0.0.1/32"]}
 ACCESS = {"allow": ["127.0.0.0/8", "10.0.0.0/8"], "admin_allow": ["127.0.0.0/8"]}
@@ -36,29 +35,11 @@ def chat(chat_server, request):
     )
 
 
-def messages(client: httpx.Client, session_hash: str) -> Iterator[dict[str, Any]]:
-    with client.stream(
-        "GET", "/gradio_api/queue/data", params={"session_hash": session_hash}
-    ) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                yield message
-                if message.get("msg") == "close_stream":
-                    return
-
-
 def run(client: httpx.Client, session_hash: str, fn_index: int, data: list) -> dict[str, Any]:
     """One event through queue/join and queue/data, as the browser sends it; its final message."""
-    joined = client.post(
-        "/gradio_api/queue/join",
-        json={"data": data, "fn_index": fn_index, "session_hash": session_hash},
-    )
+    joined = join(client, session_hash, fn_index, data)
     assert joined.status_code == 200, joined.text
-    for message in messages(client, session_hash):
-        if message.get("msg") == "process_completed":
-            return message
-    raise AssertionError("the event did not complete")
+    return completed(client, session_hash)
 
 
 class Page:

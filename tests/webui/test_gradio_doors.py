@@ -6,10 +6,8 @@ and gradio_client send them (queue/join, queue/data, cancel), and then the way t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +15,7 @@ import pytest
 
 from core.audit import ACCESS_DENIED
 from model.fake_engine import FakeEngine
+from tests.gradio_queue import api_index, join, messages
 
 SLOW_WORDS = " ".join(f"word{i}" for i in range(40))  # 41 words at 0.05 s: about 2 s of reply
 
@@ -24,31 +23,6 @@ SLOW_WORDS = " ".join(f"word{i}" for i in range(40))  # 41 words at 0.05 s: abou
 @pytest.fixture
 def chat(chat_server):
     return chat_server(FakeEngine(delay=0.05))
-
-
-def messages(client: httpx.Client, session_hash: str) -> Iterator[dict[str, Any]]:
-    """queue/data's messages for one session, until the stream closes."""
-    with client.stream(
-        "GET", "/gradio_api/queue/data", params={"session_hash": session_hash}
-    ) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                yield message
-                if message.get("msg") == "close_stream":
-                    return
-
-
-def join(client: httpx.Client, session_hash: str, fn_index: int, data: list) -> httpx.Response:
-    return client.post(
-        "/gradio_api/queue/join",
-        json={"data": data, "fn_index": fn_index, "session_hash": session_hash},
-    )
-
-
-def api_index(client: httpx.Client, api_name: str) -> int:
-    config = client.get("/config").json()
-    return next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
 
 
 def render(client: httpx.Client, session_hash: str) -> dict[str, Any]:
