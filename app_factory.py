@@ -293,6 +293,10 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         theme=page_theme(),
         bindings=auth.bindings,
         audit=services.audit,
+        limits=settings.page,
+        ui=settings.ui,
+        generation=settings.generation,
+        join_limiter=services.limiter,
     )
     return app
 

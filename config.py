@@ -23,6 +23,7 @@ from guards.settings import AccessSettings, LimitSettings
 from model.openai_settings import OpenAISettings
 from model.settings import GenerationSettings, ModelSettings
 from store.settings import AuditSettings, DatabaseSettings, PolicySettings, RetentionSettings
+from webui.page_settings import PageSettings
 from webui.settings import ServerSettings, UISettings
 
 
@@ -39,6 +40,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
     ui: UISettings = UISettings()
+    page: PageSettings = PageSettings()
     oidc: OidcSettings = OidcSettings()
     session: SessionSettings = SessionSettings()
     access: AccessSettings = AccessSettings()

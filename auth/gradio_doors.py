@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Callable, Container, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from starlette.responses import JSONResponse
@@ -45,6 +45,7 @@ from core.blocking_io import run_blocking
 from core.identity import User
 from core.request_facts import facts_of
 from guards.json_body import MAX_BYTES, BadJson, parse_json
+from guards.rate_limits import Allowed, Limited
 
 log = logging.getLogger("chat.gradio")
 
@@ -65,15 +66,31 @@ _SESSION_HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+class JoinLimiter(Protocol):
+    """guards.rate_limits.RateLimiter: per-user limits on queue joins and new tabs."""
+
+    def hit_gradio_join(
+        self, user_key: str, ip: str | None, new_tab: bool
+    ) -> Allowed | Limited: ...
+
+
 class Refused(Exception):
     """A request the door answers itself: status, a short code and a message that says what to do."""
 
-    def __init__(self, status: int, error: str, message: str, audit_outcome: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        audit_outcome: str | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.audit_outcome = audit_outcome  # set for attempts on another user's hash or event
+        self.retry_after = retry_after
 
 
 class GradioDoor:
@@ -87,12 +104,14 @@ class GradioDoor:
         bindings: SessionHashBindings,
         audit: AuditSink,
         clock: Callable[[], datetime],
+        limiter: JoinLimiter | None = None,
     ) -> None:
         self.app = app
         self._blocks = blocks
         self._bindings = bindings
         self._audit = audit
         self._clock = clock
+        self._limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # Gradio 6 uses none; the product serves none
@@ -151,6 +170,7 @@ class GradioDoor:
             raise Refused(404, "not_found", "Nothing is queued for this session: join first.")
         if kind == "join":
             _check_call(self._blocks, body)
+            await self._count_join(body["session_hash"], scope, user)
         if kind in ("cancel", "reset"):
             if kind == "cancel" and not _is_int(body.get("fn_index")):
                 raise Refused(400, "bad_request", "fn_index must be an integer.")
@@ -165,6 +185,16 @@ class GradioDoor:
                 "This Gradio session belongs to another user. Reload the page.",
                 "foreign_session_hash",
             )
+
+    async def _count_join(self, session_hash: str, scope: Scope, user: User) -> None:
+        if self._limiter is None:
+            return
+        new_tab = session_hash not in _queued_sessions(self._blocks)
+        decision = await run_blocking(
+            self._limiter.hit_gradio_join, user.key, facts_of(scope).client_ip, new_tab
+        )
+        if isinstance(decision, Limited):
+            raise Refused(429, "rate_limited", decision.message, retry_after=decision.retry_after)
 
     async def _own_event(self, event_id: Any, user: User) -> None:
         if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
@@ -218,7 +248,8 @@ class GradioDoor:
             )
             await run_blocking(self._audit.record, event)
         body = {"error": refused.error, "message": refused.message}
-        await JSONResponse(body, refused.status)(scope, receive, send)
+        headers = {} if refused.retry_after is None else {"Retry-After": str(refused.retry_after)}
+        await JSONResponse(body, refused.status, headers=headers)(scope, receive, send)
 
 
 def _door(method: str, path: str) -> tuple[str, re.Match[str]]:
@@ -326,9 +357,11 @@ def guard_gradio_mount(
     bindings: SessionHashBindings,
     audit: AuditSink,
     clock: Callable[[], datetime],
+    limiter: JoinLimiter | None = None,
+    inner: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> Any:
-    """Put the door in front of the Gradio app that gr.mount_gradio_app mounted on `app`; returns
-    that Gradio app (a FastAPI app of its own)."""
+    """Put the door in front of the Gradio app that gr.mount_gradio_app mounted on `app` (and
+    `inner` between them, if given); returns that Gradio app (a FastAPI app of its own)."""
     mounts = [
         route
         for route in app.router.routes
@@ -338,6 +371,11 @@ def guard_gradio_mount(
         raise RuntimeError("expected exactly one mounted Gradio app")
     gradio_app = mounts[0].app
     mounts[0].app = GradioDoor(
-        gradio_app, blocks=blocks, bindings=bindings, audit=audit, clock=clock
+        inner(gradio_app) if inner is not None else gradio_app,
+        blocks=blocks,
+        bindings=bindings,
+        audit=audit,
+        clock=clock,
+        limiter=limiter,
     )
     return gradio_app

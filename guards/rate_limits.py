@@ -11,7 +11,12 @@ import math
 import time
 from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
+from limits import (
+    RateLimitItem,
+    RateLimitItemPerDay,
+    RateLimitItemPerHour,
+    RateLimitItemPerMinute,
+)
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.strategies import RateLimiter as RateLimiterStrategy
@@ -27,18 +32,24 @@ _MESSAGES = {
     "tokens_per_day": "You have used today's reply allowance. Try again in {s} seconds.",
     "login_per_minute_per_ip": "Too many login attempts. Try again in {s} seconds.",
     "unauthenticated_per_minute_per_ip": "Too many requests. Try again in {s} seconds.",
+    "gradio_joins_per_minute": "Too many actions in a minute. Try again in {s} seconds.",
+    "gradio_sessions_per_hour": (
+        "Too many new chat tabs in an hour. Reuse an open tab, or try again in {s} seconds."
+    ),
     "failed_tokens_per_minute_per_ip": (
         "Too many invalid API tokens from your address. Check the token, then try again in {s} seconds."
     ),
 }
-# Per-IP limits are what an attacker floods: each is audited once per window per address, so a
-# flood cannot turn every refused request into a database write. Per-user limits are audited at
-# each refusal (a signed-in user's own pace bounds them, and the metrics count those events).
-_PER_IP = frozenset(
+# Limits a flood hits: each is audited once per window per address or user, so a flood cannot turn
+# every refused request into a database write. The chat limits are audited at each refusal (a
+# signed-in user's own pace bounds them, and the metrics count those events).
+_AUDITED_ONCE_PER_WINDOW = frozenset(
     {
         "login_per_minute_per_ip",
         "unauthenticated_per_minute_per_ip",
         "failed_tokens_per_minute_per_ip",
+        "gradio_joins_per_minute",
+        "gradio_sessions_per_hour",
     }
 )
 
@@ -87,13 +98,33 @@ class RateLimiter:
         self._login = RateLimitItemPerMinute(settings.login_per_minute_per_ip)
         self._anonymous = RateLimitItemPerMinute(settings.unauthenticated_per_minute_per_ip)
         self._failed_tokens = RateLimitItemPerMinute(settings.failed_tokens_per_minute_per_ip)
-        self._audited = RateLimitItemPerMinute(1)  # one audit event per window (see _PER_IP)
+        self._joins = RateLimitItemPerMinute(settings.gradio_joins_per_minute)
+        self._tabs = RateLimitItemPerHour(settings.gradio_sessions_per_hour)
+        self._audited = RateLimitItemPerMinute(1)  # one audit event per window (see above)
 
     @reaches_shared_state
     def hit_chat(self, user_key: str, ip: str | None = None) -> Decision:
         """Count one chat message of a user; Limited once chat_per_minute is exceeded."""
         return self._hit(
             self._moving, self._chat, "chat_per_minute", user_key, actor=user_key, ip=ip
+        )
+
+    @reaches_shared_state
+    def hit_gradio_join(self, user_key: str, ip: str | None, new_tab: bool) -> Decision:
+        """Count one Gradio queue join of a user, and the tab if it is new to the queue."""
+        if new_tab:
+            tabs = self._hit(
+                self._moving,
+                self._tabs,
+                "gradio_sessions_per_hour",
+                user_key,
+                actor=user_key,
+                ip=ip,
+            )
+            if isinstance(tabs, Limited):
+                return tabs
+        return self._hit(
+            self._moving, self._joins, "gradio_joins_per_minute", user_key, actor=user_key, ip=ip
         )
 
     @reaches_shared_state
@@ -173,7 +204,9 @@ class RateLimiter:
     ) -> Limited:
         decision = Limited(name, _retry_after(strategy, item, name, key))
         logger.warning("rate limit %s exceeded (client %s)", name, ip)
-        if name in _PER_IP and not self._fixed.hit(self._audited, "audited", name, key):
+        if name in _AUDITED_ONCE_PER_WINDOW and not self._fixed.hit(
+            self._audited, "audited", name, key
+        ):
             return decision  # this window's refusals of this address are already in the trail
         self._audit.record(
             AuditEvent(

@@ -54,6 +54,10 @@ class LimitSettings(BaseModel):
     unauthenticated_per_minute_per_ip: int = Field(default=120, ge=1)
     # Unknown, expired or revoked Bearer tokens; past it, Bearer requests get 429 before any lookup.
     failed_tokens_per_minute_per_ip: int = Field(default=10, ge=1)
+    # Per user, on the Gradio queue: every join (a page load makes a few, a message one or two),
+    # and every new browser tab (session hash), so one user cannot evict or starve others' results.
+    gradio_joins_per_minute: int = Field(default=120, ge=1)
+    gradio_sessions_per_hour: int = Field(default=120, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # A crashed replica's lock frees itself after this long; longer than any generation.
     generation_lock_seconds: int = Field(default=900, ge=10)

@@ -21,23 +21,28 @@ two alternating processes each, AMD EPYC). It hands the memory a batch freed bac
 batch is over.
 
 It also owns admission, so one place decides who runs and who waits: submit() admits a request
-into a bounded queue or refuses it at once (EngineBusy), and the decoder thread moves queued
-requests into the batch as rows leave, drops the queued ones that were cancelled or waited too
-long, and ends every request it admitted, whichever way it ends: no thread waits per request.
+into the waiting line if its expected wait is within max_wait (model.admission: its place in line
+over the rows, in generations of the recent average length, which every row that leaves updates)
+or refuses it at once (EngineBusy with retry_after), and the decoder thread moves queued requests
+into the batch as rows leave, drops the queued ones that were cancelled or waited too long, and
+ends every request it admitted, whichever way it ends: no thread waits per request. A waiting
+request holds its prompt's token ids only; its KV exists from its prefill on.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from model.engine import EngineBusy, EngineClosed, EngineError
+from model.admission import WaitEstimate
+from model.engine import EngineClosed, EngineError, QueuePlace
 from model.generation_job import GenerationJob
 from model.heap import return_freed_memory
 from model.kv_batch import BatchedKV, cache_pairs
@@ -84,6 +89,7 @@ class _Row:
     key: CacheKey | None
     ids: list[int]  # prompt, then every chosen token; the KV covers all but the last
     ending: FinishReason | None = None  # set when the row leaves the batch
+    started: float = field(default_factory=time.monotonic)  # it took a row (its prefill began)
 
 
 class DecodeScheduler:
@@ -95,6 +101,7 @@ class DecodeScheduler:
         max_batch: int,
         max_queue: int,
         queue_timeout: float = 300.0,
+        max_wait: float = math.inf,
         prefix_cache: PrefixCache | None,
         prompt_threads: int,
         decode_threads: int,
@@ -111,6 +118,7 @@ class DecodeScheduler:
         self._max_batch = max_batch  # rows decoded together: the requests running at once
         self._capacity = max_batch + max_queue  # running and waiting
         self._queue_timeout = queue_timeout
+        self._estimate = WaitEstimate(max_batch, max_wait)  # guarded by self._lock
         self._prefix_cache = prefix_cache
         self._threads = {"prompt": prompt_threads, "decode": decode_threads}
         self._top_k = int(getattr(model.generation_config, "top_k", None) or 0)
@@ -128,13 +136,16 @@ class DecodeScheduler:
             return EngineLoad(waiting=waiting, running=len(self._live) - waiting)
 
     def submit(self, job: GenerationJob, key: CacheKey | None) -> None:
-        """Admit a job, or raise EngineBusy (queue full) or EngineClosed. It waits in the queue
-        until the batch has room; however it ends, the decoder thread ends it (job.finish)."""
+        """Admit a job, or raise EngineBusy (its wait would pass max_wait, or the line is full)
+        or EngineClosed. It waits in line until the batch has room; however it ends, the
+        decoder thread ends it (job.finish)."""
         with self._lock:
             if self._closed:
                 raise EngineClosed()
             if len(self._live) >= self._capacity:
-                raise EngineBusy()
+                raise self._estimate.busy("the line is full")
+            # Its place in line: everyone admitted (running, joining, waiting) is ahead of it.
+            self._estimate.admit(len(self._live) + 1 - self._max_batch)
             self._live.add(job)
             self._pending.append((job, key))
             if self._thread is None:  # the first request, or the first since a failure
@@ -143,6 +154,15 @@ class DecodeScheduler:
                 )
                 self._thread.start()
             self._work.notify()
+
+    def place(self, job: GenerationJob) -> QueuePlace | None:
+        """`job`'s place while it waits for a row; None once it has one or has ended."""
+        with self._lock:
+            for ahead, (waiting, _) in enumerate(self._pending):
+                if waiting is job:
+                    taken = len(self._live) - len(self._pending)  # running or joining
+                    return self._estimate.place(ahead, taken + ahead + 1 - self._max_batch)
+        return None
 
     def close(self, timeout: float) -> None:
         """Refuse new jobs, cancel the admitted ones (their callers hear EngineClosed), and wait
@@ -184,14 +204,23 @@ class DecodeScheduler:
             if job.cancelled.is_set():
                 self._end(job, "cancelled")
             else:
-                self._end(job, "error", EngineBusy())
+                with self._lock:
+                    busy = self._estimate.busy("waited past the queue timeout")
+                self._end(job, "error", busy)
 
     def _end(
-        self, job: GenerationJob, reason: FinishReason, error: EngineError | None = None
+        self,
+        job: GenerationJob,
+        reason: FinishReason,
+        error: EngineError | None = None,
+        held: float | None = None,
     ) -> None:
-        """The job leaves admission, then its stats are frozen and its reader woken."""
+        """The job leaves admission (`held`: seconds it held a row, which the wait estimate
+        learns from), then its stats are frozen and its reader woken."""
         with self._lock:
             self._live.discard(job)
+            if held is not None:
+                self._estimate.observe(held)
         if (final := job.finish(reason, error)) is not None:
             _log_done(final)
 
@@ -360,7 +389,7 @@ class DecodeScheduler:
             covered = len(row.ids) - 1 if covered is None else covered
             kept = with_room_for(kv_pairs, NEXT_MESSAGE_ROOM)
             self._prefix_cache.put(row.key, row.ids[:covered], kept)
-        self._end(row.job, reason)
+        self._end(row.job, reason, held=time.monotonic() - row.started)
 
     def _fail(self, job: GenerationJob, exc: BaseException) -> None:
         """The job ends in an error that names it; the cause goes to the log, not to the user."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from model.types import EngineLoad, GenerationRequest, GenerationStats, TextDelta
@@ -15,7 +16,14 @@ class EngineError(Exception):
 
 
 class EngineBusy(EngineError):
+    """Refused for capacity; `retry_after` (seconds, at least 1) when the engine can tell when a
+    place is likely to free, else None."""
+
     user_message = "The assistant is busy with other requests. Please try again in a moment."
+
+    def __init__(self, *args: object, retry_after: int | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class PromptTooLong(EngineError):
@@ -24,6 +32,14 @@ class PromptTooLong(EngineError):
 
 class EngineClosed(EngineError):
     user_message = "The server is shutting down. Please try again shortly."
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    """Where an admitted request waits for a place to run."""
+
+    ahead: int  # requests that will start before it
+    expected_wait: float  # seconds until it starts, as the engine estimates it now
 
 
 class GenerationStream(Protocol):
@@ -42,6 +58,11 @@ class GenerationStream(Protocol):
     def __iter__(self) -> Iterator[TextDelta]: ...
 
     def cancel(self) -> None: ...
+
+    def queue_place(self) -> QueuePlace | None:
+        """Its place while it waits to start; None once it runs or has ended (or when the engine
+        admits only requests that start at once)."""
+        ...
 
 
 class Engine(Protocol):

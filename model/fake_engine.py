@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
 
-from model.admission import AdmissionGate
-from model.engine import EngineError
+from model.admission import SEED_SECONDS, AdmissionGate
+from model.engine import EngineError, QueuePlace
 from model.types import EngineLoad, FinishReason, GenerationRequest, GenerationStats, TextDelta
 
 
@@ -16,6 +17,7 @@ class FakeStream:
         self._engine = engine
         self._request = request
         self._cancelled = threading.Event()
+        self._admitted = time.monotonic()  # stream() returns once the gate gave it a slot
         self.final: GenerationStats | None = None
 
     def __iter__(self) -> Iterator[TextDelta]:
@@ -50,10 +52,13 @@ class FakeStream:
                 total_time=time.monotonic() - started,
                 finish_reason=reason,
             )
-            self._engine.gate.release()
+            self._engine.gate.release(held=time.monotonic() - self._admitted)
 
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def queue_place(self) -> QueuePlace | None:
+        return None  # it waited in stream(), which returns once it runs
 
 
 class FakeEngine:
@@ -63,10 +68,14 @@ class FakeEngine:
         max_concurrent: int = 4,
         max_queue: int = 16,
         fail_after: int | None = None,  # words sent before each stream fails with EngineError
+        max_wait: float = math.inf,  # seconds of expected wait past which it refuses (model.admission)
+        seed: float = SEED_SECONDS,  # the generation length it expects before any has ended
     ) -> None:
         self.delay = delay
         self.fail_after = fail_after
-        self.gate = AdmissionGate(max_concurrent, max_queue)  # tests take its slots directly
+        # Tests take its slots directly. stream() waits in its line, as the remote engine's
+        # iteration does.
+        self.gate = AdmissionGate(max_concurrent, max_queue, max_wait=max_wait, seed=seed)
         self.requests: list[GenerationRequest] = []
 
     @property

@@ -1,9 +1,10 @@
 """The remote engine: generation on an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama).
 
-Same contract as the local engine: stream() admits through an AdmissionGate (or refuses at once
-with EngineBusy) and returns a stream; iterating it waits for a slot if queued, then opens a
-streaming chat completion with the `openai` client in the caller's thread, which also ends it. cancel(), closing the
-iterator and close() shut the HTTP socket down, so the server sees the disconnect and stops.
+Same contract as the local engine: stream() admits through an AdmissionGate by expected wait (or
+refuses at once with EngineBusy) and returns a stream; iterating it waits in line if queued, then
+opens a streaming chat completion with the `openai` client in the caller's thread, which also ends
+it. cancel(), closing the iterator and close() shut the HTTP socket down, so the server sees the
+disconnect and stops.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 
 import openai
 
-from model.admission import AdmissionGate
-from model.engine import EngineBusy, EngineClosed, EngineError, PromptTooLong
+from model.admission import AdmissionGate, Ticket
+from model.engine import EngineBusy, EngineClosed, EngineError, PromptTooLong, QueuePlace
 from model.openai_settings import OpenAISettings
 from model.prompt import build_prompt
 from model.sampling import SamplingParams, resolve_sampling
@@ -80,33 +81,41 @@ class ApproximateTokenCounter:
 
 
 class _Slot:
-    """One admission (a running slot or a queue place), given back exactly once.
+    """One admission (a running slot or a place in line), given back exactly once.
 
     States: queued -> waiting (a thread is inside wait_reserved) -> admitted -> done. While
     waiting, the waiting thread owns the place, so give_back() from cancel() leaves it alone.
     """
 
-    def __init__(self, gate: AdmissionGate, admitted: bool) -> None:
+    def __init__(self, gate: AdmissionGate, ticket: Ticket | None) -> None:
         self._gate = gate
-        self._state = "admitted" if admitted else "queued"
+        self._ticket = ticket  # None: admitted at once
+        self._state = "admitted" if ticket is None else "queued"
+        self._admitted_at = time.monotonic()
         self._lock = threading.Lock()
 
     def wait(self, cancelled: threading.Event) -> None:
-        """Turn a queue place into a slot; raises EngineBusy/EngineClosed (the place is then gone)."""
+        """Turn a place in line into a slot; raises EngineBusy/EngineClosed (the place is then gone)."""
         with self._lock:
             if self._state == "admitted":
                 return
-            if self._state == "done":
+            if self._state == "done" or self._ticket is None:
                 raise EngineBusy()  # given back already: cancelled before it was iterated
             self._state = "waiting"
         try:
-            self._gate.wait_reserved(cancelled)
+            self._gate.wait_reserved(self._ticket, cancelled)
         except EngineError:
             with self._lock:
-                self._state = "done"  # wait_reserved gave the queue place back
+                self._state = "done"  # wait_reserved gave the place back
             raise
         with self._lock:
             self._state = "admitted"
+            self._admitted_at = time.monotonic()
+
+    def place(self) -> QueuePlace | None:
+        if self._ticket is None:
+            return None
+        return self._gate.place(self._ticket)
 
     def give_back(self) -> None:
         with self._lock:
@@ -115,9 +124,9 @@ class _Slot:
                 return
             self._state = "done"
         if state == "admitted":
-            self._gate.release()
-        else:
-            self._gate.unreserve()
+            self._gate.release(held=time.monotonic() - self._admitted_at)
+        elif self._ticket is not None:
+            self._gate.unreserve(self._ticket)
 
 
 class OpenAIStream:
@@ -168,6 +177,10 @@ class OpenAIStream:
                 _shutdown(self._socket)
         self._slot.give_back()  # the server stops now, so the slot is free even if nobody reads on
         self._engine.wake_queue()
+
+    def queue_place(self) -> QueuePlace | None:
+        """Its place in line until it is first and a slot frees (while it is being iterated)."""
+        return self._slot.place()
 
     def _deltas(self) -> Iterator[TextDelta]:
         response, completed, failed = None, False, False
@@ -266,7 +279,10 @@ class OpenAIEngine:
     ) -> None:
         self._settings, self._generation, self._clock = settings, generation, clock
         self._gate = AdmissionGate(
-            generation.max_concurrent, generation.max_queue, generation.queue_timeout_seconds
+            generation.max_concurrent,
+            generation.max_queue,
+            generation.queue_timeout_seconds,
+            max_wait=generation.max_wait_seconds,
         )
         key = settings.api_key.get_secret_value() if settings.api_key else "none"
         # No retries: a retried stream could run twice; the user retries instead.
@@ -383,7 +399,9 @@ class OpenAIEngine:
             return EngineUnavailable(f"generation {request_id}: server unreachable")
         status = getattr(exc, "status_code", None)
         if status == 429:
-            return EngineBusy(f"generation {request_id}: server busy")
+            return EngineBusy(
+                f"generation {request_id}: server busy", retry_after=_retry_after(exc)
+            )
         if status in (400, 413, 422) and any(h in str(exc).lower() for h in _TOO_LONG_HINTS):
             return PromptTooLong(f"generation {request_id}: server says the prompt is too long")
         error = EngineError(f"generation {request_id} failed ({status})")
@@ -423,6 +441,13 @@ def _shutdown(sock: socket.socket) -> None:
     # shutdown() (unlike close()) wakes a thread blocked in recv and sends FIN to the server.
     with contextlib.suppress(OSError):  # already closed
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _retry_after(exc: openai.APIError) -> int | None:
+    """The server's Retry-After in whole seconds, when it sent one as a number."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after", "") if response is not None else ""
+    return max(1, int(value)) if value.strip().isdigit() else None
 
 
 def _describe(exc: openai.APIError) -> str:

@@ -62,8 +62,21 @@ class GenerationSettings(BaseModel):
     top_p: float = Field(default=0.8, gt=0.0, le=1.0)
     repetition_penalty: float = Field(default=1.05, ge=1.0, le=2.0)
     max_concurrent: int = Field(default=8, ge=1, le=64)
-    max_queue: int = Field(default=16, ge=0, le=10_000)
+    # A request that finds every row taken waits in line if its expected wait (its place in line
+    # over max_concurrent, in generations of the recent average length: model/admission.py) is at
+    # most this; otherwise it is refused at once with a "try again in N s". 0: no waiting line.
+    # Keep it under queue_timeout_seconds, which drops a request the estimate misjudged.
+    max_wait_seconds: float = Field(default=180.0, ge=0, le=3600)
+    # A hard bound on the line whatever the expected wait: a waiting request holds its prompt's
+    # token ids (measured ~30 KB for 1,950 tokens) and a web worker thread; no KV until it runs.
+    max_queue: int = Field(default=150, ge=0, le=10_000)
     queue_timeout_seconds: float = Field(default=300.0, gt=0)
     # A reply still "streaming" whose server has not saved or renewed it this long (the server was
     # killed) is marked "interrupted"; checked at start-up and every quarter of this by each server.
     interrupted_after_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)
+
+    @property
+    def admitted_at_most(self) -> int:
+        """Chat turns inside the engine at once, running or waiting in line: each holds a web
+        worker while it waits for its first token."""
+        return self.max_concurrent + self.max_queue

@@ -1,10 +1,10 @@
 """The real engine: admitted requests decode together on one scheduler thread, tokens streamed.
 
 stream() is quick and never blocks: it builds the prompt and hands the job to the DecodeScheduler,
-which admits it into its bounded queue (or refuses at once with EngineBusy), prefills it when the
-batch has room (reusing the conversation's prefix cache), decodes it with the other running jobs,
-drops it within a step of a cancel, and ends it: the frozen stats, then the end of the stream.
-The caller decodes incrementally.
+which admits it into its waiting line by expected wait (or refuses at once with EngineBusy and a
+retry_after), prefills it when the batch has room (reusing the conversation's prefix cache),
+decodes it with the other running jobs, drops it within a step of a cancel, and ends it: the
+frozen stats, then the end of the stream. The caller decodes incrementally.
 
 Torch runs only on the scheduler thread, never on the main thread, the event loop or the callers'
 threads: every native thread that runs torch ops keeps an OpenMP team, and once libgomp manages
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from model.decode_scheduler import DecodeScheduler
-from model.engine import EngineClosed
+from model.engine import EngineClosed, QueuePlace
 from model.generation_job import END, GenerationJob
 from model.kv_dtype import resolve_kv_dtype, resolve_prompt_dtype, use_engine_attention
 from model.lean_forward import lean_forward
@@ -64,9 +64,15 @@ def prepare_forward(loaded: LoadedModel) -> PreparedForward:
 class ThreadedStream:
     """The caller's side of one generation: iterate once for TextDelta; cancel() stops it."""
 
-    def __init__(self, job: GenerationJob, tokenizer: object) -> None:
+    def __init__(
+        self,
+        job: GenerationJob,
+        tokenizer: object,
+        place: Callable[[GenerationJob], QueuePlace | None] = lambda job: None,
+    ) -> None:
         self._job = job
         self._tokenizer = tokenizer
+        self._place = place
         self._iterated = False
 
     @property
@@ -106,6 +112,10 @@ class ThreadedStream:
         """Stop generating after the current decoding step; iteration then ends."""
         self._job.cancel()
 
+    def queue_place(self) -> QueuePlace | None:
+        """Its place in the waiting line and expected wait; None once it has a row."""
+        return self._place(self._job)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the generation has ended (`final` is set); True if it has."""
         return self._job.ended.wait(timeout)
@@ -137,6 +147,7 @@ class ThreadedEngine:
             # Requests admitted beyond the batch's rows wait for one like queued requests.
             max_queue=generation.max_queue + generation.max_concurrent - max_batch,
             queue_timeout=generation.queue_timeout_seconds,
+            max_wait=generation.max_wait_seconds,
             prefix_cache=self.prefix_cache,
             prompt_threads=tuning.prompt_threads or threads,
             decode_threads=tuning.decode_threads or threads,
@@ -168,7 +179,7 @@ class ThreadedEngine:
         )
         key = (request.user_key, request.conversation_id) if request.conversation_id else None
         self._scheduler.submit(job, key)
-        stream = ThreadedStream(job, self._loaded.tokenizer)
+        stream = ThreadedStream(job, self._loaded.tokenizer, self._scheduler.place)
         # A stream dropped without being iterated or closed still stops its generation.
         weakref.finalize(stream, job.cancel)
         return stream

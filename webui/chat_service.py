@@ -39,7 +39,8 @@ SAVE_INTERVAL_SECONDS = 1.0
 SAVE_EVERY_DELTAS = 8
 
 # "rate_limited": a per-user limit (messages per minute, tokens per day); retry_after says when.
-# "refused": anything else that stopped the turn before it ran (policy, too long, busy, ...).
+# "refused": anything else that stopped the turn before it ran (policy, too long, busy, ...); a
+# busy engine's refusal says when to try again in retry_after too.
 Status = Literal["streaming", "complete", "stopped", "error", "refused", "rate_limited"]
 SavedStatus = Literal["complete", "stopped", "error"]  # how a reply that started is kept
 
@@ -102,7 +103,9 @@ class ReplyUpdate:
     status: Status
     notice: str | None = None  # a user-facing message shown instead of (or after) the reply
     stats: GenerationStats = field(default_factory=GenerationStats)
-    retry_after: int | None = None  # seconds until a "rate_limited" turn may be sent again
+    # Seconds until a "rate_limited" turn may be sent again, or until the busy engine that refused
+    # (or dropped from its line) this turn expects a place: what an HTTP API says in Retry-After.
+    retry_after: int | None = None
 
 
 class ChatService:
@@ -260,7 +263,13 @@ class ChatService:
             outcome = _outcome(exc)
             self._record_request(ctx, conversation_id, message, outcome)
             self._observer.record_refusal(f"chat:{outcome}")
-            yield ReplyUpdate(conversation_id, "", "refused", _notice(exc, ctx.locale))
+            yield ReplyUpdate(
+                conversation_id,
+                "",
+                "refused",
+                _notice(exc, ctx.locale),
+                retry_after=_retry_after(exc),
+            )
             return
         try:
             if conversation_id is None:
@@ -318,7 +327,13 @@ class ChatService:
         except EngineError as exc:
             status = "error"
             log.warning("generation failed", extra={"conversation": conversation_id})
-            yield ReplyUpdate(conversation_id, reply, "error", _notice(exc, ctx.locale))
+            yield ReplyUpdate(
+                conversation_id,
+                reply,
+                "error",
+                _notice(exc, ctx.locale),
+                retry_after=_retry_after(exc),
+            )
         finally:
             if stats is None:
                 stats = _run_out(stream, deltas)
@@ -436,7 +451,13 @@ def _outcome(exc: EngineError) -> str:
     return "error"
 
 
+def _retry_after(exc: EngineError) -> int | None:
+    return exc.retry_after if isinstance(exc, EngineBusy) else None
+
+
 def _notice(exc: EngineError, locale: str) -> str:
+    if (seconds := _retry_after(exc)) is not None:
+        return text("busy_retry", locale, seconds=seconds)
     key = {
         "busy": "busy",
         "too_long": "prompt_too_long",

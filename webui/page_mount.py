@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import gradio as gr
 from fastapi import FastAPI
 
 from auth.gradio_binding import SessionHashBindings
-from auth.gradio_doors import guard_gradio_mount
+from auth.gradio_doors import JoinLimiter, guard_gradio_mount
 from core.audit import AuditSink
+from model.settings import GenerationSettings
+from webui.gradio_state import PageSessions, check_supported
 from webui.i18n import build_i18n
+from webui.page_settings import PageSettings
 from webui.session_watch import session_watch_head
+from webui.settings import UISettings
+from webui.stream_errors import StreamErrorFilter
 from webui.unexpected_errors import log_gradio_tracebacks, unexpected_error
-
-QUEUE_SIZE = 64  # Gradio's queue bound; the engine's own queue decides who waits for generation
 
 
 def mount_chat_page(
@@ -25,10 +30,29 @@ def mount_chat_page(
     theme: gr.themes.Base,
     bindings: SessionHashBindings,
     audit: AuditSink,
+    limits: PageSettings | None = None,
+    ui: UISettings | None = None,
+    generation: GenerationSettings | None = None,
+    join_limiter: JoinLimiter | None = None,
 ) -> None:
-    """Mount `page` at "/" of `app` (after every other route), guarded by the Gradio door."""
+    """Mount `page` at "/" of `app` (after every other route), guarded by the Gradio door.
+
+    Gradio's per-tab state expires and is capped as `limits` ([page]) say, swept for the app's life;
+    the sweeper is `app.state.page_sessions` (webui.gradio_state.PageSessions)."""
+    limits, ui, generation = (
+        limits or PageSettings(),
+        ui or UISettings(),
+        generation or GenerationSettings(),
+    )
+    check_supported()  # before anything is mounted: fail at start-up, not at the first request
+    # Gradio runs at most max_threads events at once, all handlers together (40 unless launch()
+    # sets it; queue() sizes its worker slots from it, so it is set first). Every chat turn the
+    # engine admits holds one while it waits in line and streams; the other handlers get their own.
+    page.max_threads = generation.admitted_at_most + ui.handler_workers
     # api_open=False: /gradio_api/run/* would otherwise bypass the queue and its limits.
-    page.queue(api_open=False, max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    # default_concurrency_limit=None: page loads and refreshes run as they come, bounded together
+    # by the workers (limited, each waiting event gets a new estimate whenever one completes).
+    page.queue(api_open=False, max_size=ui.queue_size, default_concurrency_limit=None)
     gr.mount_gradio_app(
         app,
         page,
@@ -46,10 +70,35 @@ def mount_chat_page(
         theme=theme,
         head=session_watch_head(base_url),
     )
-    gradio_app = guard_gradio_mount(app, page, bindings=bindings, audit=audit, clock=_utc_now)
+    gradio_app = guard_gradio_mount(
+        app,
+        page,
+        bindings=bindings,
+        audit=audit,
+        clock=_utc_now,
+        limiter=join_limiter,
+        inner=StreamErrorFilter,  # no exception text in the event stream
+    )
+    sessions = PageSessions(
+        gradio_app, page, ttl=limits.state_ttl, max_sessions=limits.max_sessions
+    )
+    app.state.page_sessions = sessions
+    _sweep_for_app_life(app, sessions)
     log_gradio_tracebacks()
     for served in (app, gradio_app):
         served.add_exception_handler(Exception, unexpected_error)
+
+
+def _sweep_for_app_life(app: FastAPI, sessions: PageSessions) -> None:
+    """Run the sweep inside the app's lifespan (gr.mount_gradio_app extends it the same way)."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(served: FastAPI) -> AsyncIterator[object]:
+        async with inner(served) as state, sessions.running():
+            yield state
+
+    app.router.lifespan_context = lifespan
 
 
 def _utc_now() -> datetime:

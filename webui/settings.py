@@ -53,3 +53,12 @@ class UISettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     title: str = "Company Chat"
+    # Gradio runs an event (a chat turn, a page load, a history refresh) in one of its workers;
+    # a chat turn holds one from the moment the engine admits it until its reply ends, waiting in
+    # the engine's line included. The page gets [generation] max_concurrent + max_queue workers
+    # for chat turns plus these for everything else, so loads and refreshes never queue behind
+    # waiting turns (Gradio's default is 40 workers in all).
+    handler_workers: int = Field(default=32, ge=1, le=1000)
+    # Events waiting for a worker; past it a caller gets Gradio's 503 "Queue is full". A waiting
+    # event is its request's data only (a few KB).
+    queue_size: int = Field(default=1000, ge=1, le=100_000)
