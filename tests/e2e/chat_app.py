@@ -41,22 +41,24 @@ class PacedStream:
     def __init__(self, stream: GenerationStream, interval: float) -> None:
         self._stream = stream
         self._interval = interval
+        self._cancelled = False
 
     @property
     def final(self):
         return self._stream.final
 
+    def queue_place(self):
+        return self._stream.queue_place()
+
     def __iter__(self) -> Iterator[TextDelta]:
         for delta in self._stream:
-            time.sleep(self._interval)
+            if not self._cancelled:  # what the fast model already made drains at once on a stop
+                time.sleep(self._interval)
             yield delta
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._stream.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        wait = getattr(self._stream, "wait", None)
-        return wait(timeout) if wait is not None else True
 
 
 class PacedEngine:
