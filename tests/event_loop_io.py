@@ -30,7 +30,11 @@ _OURS = tuple(
 
 
 def on_event_loop() -> bool:
-    """True when the calling thread is running an asyncio event loop right now."""
+    """True when the calling thread runs a server's event loop right now. The test's own main thread
+    is left out: the servers under test run in threads of their own, and a browser test's sync
+    Playwright keeps an event loop on the main thread that the app never runs on."""
+    if threading.current_thread() is threading.main_thread():
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -123,6 +123,8 @@ def build(tmp_path, port: int) -> tuple[Settings, Services]:
             "login_per_minute_per_ip": HIGH,
             "unauthenticated_per_minute_per_ip": HIGH,
             "failed_tokens_per_minute_per_ip": HIGH,
+            "gradio_joins_per_minute": HIGH,
+            "gradio_sessions_per_hour": HIGH,
         },
     )
     database = create_database(settings.database.url)

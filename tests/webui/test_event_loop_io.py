@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,10 +175,15 @@ def test_the_watch_sees_a_blocking_call_made_on_a_loop(chat, no_blocking_io_on_t
         await asyncio.to_thread(audit.record, event)
         await asyncio.to_thread(limiter.hit_chat, "probe")
 
+    def in_a_server_thread(coroutine) -> None:  # as the servers under test run their loops
+        worker = threading.Thread(target=asyncio.run, args=(coroutine,))
+        worker.start()
+        worker.join()
+
     with watch_event_loop_io() as violations:
-        asyncio.run(threaded())
+        in_a_server_thread(threaded())
         assert violations == []
-        asyncio.run(blocking())
+        in_a_server_thread(blocking())
     kinds = {violation.split(" ", 1)[0] for violation in violations}
     assert kinds == (
         {"SQL", "Redis"} if chat.settings.limits.storage.startswith("redis") else {"SQL"}
