@@ -8,10 +8,9 @@ then its Send button); expiry is tested by sweeping with a clock moved past the 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from app_factory import create_app
 from model.fake_engine import FakeEngine
+from tests.gradio_queue import join, messages
 from tests.webui import conftest
 from webui.gradio_state import (
     WRITTEN_FOR,
@@ -51,25 +51,6 @@ def page_server(chat_server, monkeypatch) -> Callable[..., tuple[Any, PageSessio
         return chat, built[-1].state.page_sessions
 
     return start
-
-
-def messages(client: httpx.Client, session_hash: str) -> Iterator[dict[str, Any]]:
-    with client.stream(
-        "GET", "/gradio_api/queue/data", params={"session_hash": session_hash}
-    ) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                yield message
-                if message.get("msg") == "close_stream":
-                    return
-
-
-def join(client: httpx.Client, session_hash: str, fn_index: int, data: list) -> httpx.Response:
-    return client.post(
-        "/gradio_api/queue/join",
-        json={"data": data, "fn_index": fn_index, "session_hash": session_hash},
-    )
 
 
 def completed(client: httpx.Client, session_hash: str) -> dict[str, Any]:
