@@ -49,11 +49,14 @@ class GradioTab:
             for d in self.config()["dependencies"]
             if [t[1] for t in d["targets"]] == ["load"]
         ]
-        assert self.join(load, []).status_code == 200
+        joined = self.join(load, [])
+        assert joined.status_code == 200, joined.text
+        seen = []
         for message in self.messages():
+            seen.append(message)
             if message.get("msg") == "process_completed":
                 return message["output"]["render_config"]
-        raise AssertionError("the page did not render")
+        raise AssertionError(f"the page did not render: {seen}")
 
     def join(self, fn_index: Any, data: Any, **extra: Any) -> httpx.Response:
         body = {"data": data, "fn_index": fn_index, "session_hash": self.session_hash, **extra}

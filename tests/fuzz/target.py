@@ -118,6 +118,7 @@ def build(tmp_path, port: int) -> tuple[Settings, Services]:
         oidc={"issuer": "embedded", "embedded_port": free_port(), "allowed_groups": ["staff"]},
         session={"secret_keys": [SESSION_KEY]},
         database={"url": f"sqlite:///{tmp_path}/fuzz.db"},
+        page={"max_sessions": 100_000},
         limits={
             "chat_per_minute": HIGH,
             "login_per_minute_per_ip": HIGH,
