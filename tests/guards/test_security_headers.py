@@ -20,6 +20,7 @@ from guards.client_ip import ClientAddressMiddleware
 from guards.origin_check import OriginCheckMiddleware, allowed_origins, cors_middleware
 from guards.security_headers import SecurityHeadersMiddleware
 from tests.auth.loopback_server import serve_built
+from tests.own_thread import in_own_thread
 
 PAGE = '<html><head><script>var a = 1;</script><script src="/app.js"></script></head></html>'
 
@@ -113,6 +114,10 @@ def test_gradio_page_sources_are_all_allowed(gradio_url):
 
 
 def test_gradio_runs_in_a_real_browser_under_the_policy(gradio_url):
+    in_own_thread(browse_under_the_policy, gradio_url)  # the browser tests' loop holds the main
+
+
+def browse_under_the_policy(gradio_url: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox"]

@@ -29,6 +29,7 @@ from core.audit import MemoryAuditSink
 from core.identity import User
 from model.fake_engine import FakeEngine
 from model.settings import GenerationSettings
+from tests.own_thread import in_own_thread
 from tests.webui.fakes import MemoryHistory
 from webui.chat_service import ChatService, TurnContext
 from webui.settings import UISettings
@@ -143,7 +144,7 @@ def at_once(url: str, events: list[tuple[dict[str, str], int, list]]) -> list[Ou
         async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
             return await asyncio.gather(*(event(client, *e) for e in events))
 
-    return asyncio.run(run())
+    return in_own_thread(asyncio.run, run())  # not on a loop an earlier browser test left
 
 
 def test_150_script_users_at_once_are_served_or_told_when_to_come_back(crowd, shipped):
