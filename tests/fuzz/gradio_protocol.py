@@ -49,13 +49,17 @@ class GradioTab:
             for d in self.config()["dependencies"]
             if [t[1] for t in d["targets"]] == ["load"]
         ]
-        joined = self.join(load, [])
-        assert joined.status_code == 200, joined.text
-        seen = []
-        for message in self.messages():
-            seen.append(message)
-            if message.get("msg") == "process_completed":
-                return message["output"]["render_config"]
+        seen: list[dict[str, Any]] = []
+        # Under heavy load a render's stream was seen to end after process_starts, without a
+        # result or close_stream (an open problem, not yet explained): a browser reloads then,
+        # and so does this, once. A second such end fails the test.
+        for _ in range(2):
+            joined = self.join(load, [])
+            assert joined.status_code == 200, joined.text
+            for message in self.messages():
+                seen.append(message)
+                if message.get("msg") == "process_completed":
+                    return message["output"]["render_config"]
         raise AssertionError(f"the page did not render: {seen}")
 
     def join(self, fn_index: Any, data: Any, **extra: Any) -> httpx.Response:
