@@ -90,7 +90,12 @@ def serve(args: argparse.Namespace) -> None:
         "session": {"secret_keys": [BENCH_SESSION_KEY]},
         "database": {"url": args.database_url},
         # Every chat must be answered: the per-user rate limits would refuse most of them.
-        "limits": {"chat_per_minute": 10**6, "tokens_per_day": 10**9},
+        "limits": {
+            "chat_per_minute": 10**6,
+            "tokens_per_day": 10**9,
+            "gradio_joins_per_minute": 10**6,
+            "gradio_sessions_per_hour": 10**6,
+        },
     }
     if args.run == "expiry":
         sections["page"] = {"state_ttl_minutes": args.ttl_minutes}

@@ -14,7 +14,7 @@ class PageSettings(BaseModel):
     # matches [session] idle_timeout_minutes: a tab idle longer has to sign in and reload anyway.
     state_ttl_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
     # Tabs whose state is held at most; past it the least recently used idle one is dropped.
-    # ~250 KB each (the page is built per tab): 1,000 is ~250 MB of a 2 GB container.
+    # ~235 KB each (gr.render builds the page per tab): 1,000 is ~230 MB of a 2 GB container.
     max_sessions: int = Field(default=1000, ge=1)
 
     @property
