@@ -55,7 +55,7 @@ def call(target: FuzzTarget, tab: GradioTab, handler: Handler, data: list[Any]) 
         assert 400 <= joined.status_code < 500, f"{context}: {joined.status_code}"
         assert joined.json().get("message"), f"{context}: {joined.text[:300]}"
         return
-    stream = tab.read_stream()
+    stream = tab.read_stream(result_expected=True)
     observer.check(stream, since, context)
     problem = unclear_error(completion(stream.response_body))
     assert problem is None, f"{context}: {problem}"
