@@ -97,7 +97,12 @@ def serve(settings) -> int:
     import uvicorn
 
     from app_factory import StartupError, build_services, create_app
-    from guards.connection_limits import ConnectionLimits, UnsupportedServer, guarded_h11_protocol
+    from guards.connection_limits import (
+        ConnectionLimits,
+        ReplacedServerLines,
+        UnsupportedServer,
+        guarded_h11_protocol,
+    )
 
     GracefulServer = _graceful_server_class()
 
@@ -110,6 +115,7 @@ def serve(settings) -> int:
                 exempt=settings.server.trusted_proxies,
             )
         )
+        logging.getLogger("uvicorn.error").addFilter(ReplacedServerLines())
         services = build_services(settings)
         app = create_app(settings, services)
     except (UnsupportedServer, StartupError) as exc:

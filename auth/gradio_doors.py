@@ -234,7 +234,12 @@ class GradioDoor:
         path = app_path(scope)
         log.warning(
             "gradio request refused",
-            extra={"path": path[:200], "status": refused.status, "error": refused.error},
+            extra={
+                "ip": facts_of(scope).client_ip,
+                "path": path[:200],
+                "status": refused.status,
+                "error": refused.error,
+            },
         )
         if refused.audit_outcome is not None and user is not None:
             facts = facts_of(scope)

@@ -22,6 +22,7 @@ from core.app_path import app_path
 from core.blocking_io import run_blocking
 from core.identity import User
 from core.request_facts import set_caller
+from guards.refusals import log_refusal
 
 log = logging.getLogger("chat.auth")
 
@@ -120,6 +121,7 @@ class AuthGate:
             target = path + (f"?{query}" if query else "")
             response = RedirectResponse(f"{self._login_url}?next={quote(target, safe='')}", 302)
         else:
+            log_refusal(scope, 401, "not signed in")
             response = JSONResponse(
                 {"error": "not_authenticated", "message": "Log in first (GET /login)."}, 401
             )

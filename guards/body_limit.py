@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.request_facts import facts_of
-
-logger = logging.getLogger("chat.access")
+from guards.refusals import log_refusal
 
 
 class BodyTooLarge(HTTPException):
@@ -37,8 +33,7 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            client = facts_of(scope).client_ip
-            logger.info("body refused: declared %s bytes (client %s)", declared, client)
+            log_refusal(scope, 413, f"Content-Length {declared[:30]!r} over {self.max_bytes}")
             await self._too_large(scope, receive, send)
             return
 
@@ -62,8 +57,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
-            client = facts_of(scope).client_ip
-            logger.info("body refused: streamed past %s bytes (client %s)", self.max_bytes, client)
+            log_refusal(scope, 413, f"body streamed past {self.max_bytes} bytes")
             if not started:
                 await self._too_large(scope, receive, send)
 

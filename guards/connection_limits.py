@@ -141,6 +141,17 @@ def check_supported(version: str | None = None) -> None:
         )
 
 
+class ReplacedServerLines(logging.Filter):
+    """Drops uvicorn's own line for a malformed request (no address, one per request): the guarded
+    protocol logs it as a closed connection, per address and rate-limited. Install it on
+    "uvicorn.error" together with the protocol."""
+
+    LINES = frozenset({"Invalid HTTP request received."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.LINES
+
+
 def guarded_h11_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol with `limits` applied; pass it to uvicorn.Config(http=...)."""
     check_supported()
@@ -174,6 +185,11 @@ def guarded_h11_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().data_received(data)
             if self.cycle is not cycle:  # a new request's headers are complete
                 self._stop_deadline()
+
+        def send_400_response(self, msg: str) -> None:
+            # h11 could not parse the request: counted and logged like the other closes
+            limits.record_close(self._address, "invalid_request", self.loop.call_later)
+            super().send_400_response(msg)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()  # may start a pipelined request (a new cycle)

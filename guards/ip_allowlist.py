@@ -16,7 +16,7 @@ from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
 from core.blocking_io import run_blocking
 from core.request_facts import facts_of
 from guards.client_ip import IPNetwork, parse_ip
-from guards.refusals import close_websocket, refusal
+from guards.refusals import close_websocket, log_refusal, refusal
 from guards.settings import AccessSettings
 
 logger = logging.getLogger("chat.access")
@@ -87,7 +87,7 @@ class AccessRules:
         shared routes, so each admin handler calls this itself)."""
         if self.permits("admin", address):
             return
-        logger.warning("admin handler refused for client %s", address)
+        logger.warning("admin handler refused", extra={"ip": address})
         if audit is not None:
             audit.record(
                 AuditEvent(ACCESS_DENIED, actor=actor, ip=address, outcome="ip_not_allowed:admin")
@@ -126,9 +126,6 @@ class IPAllowlistMiddleware:
     ) -> None:
         facts = facts_of(scope)
         peer = facts.peer_ip
-        logger.warning(
-            "access refused: group=%s client=%s peer=%s path=%s", group, address, peer, path
-        )
         event = AuditEvent(
             ACCESS_DENIED,
             actor=facts.user_key,
@@ -138,11 +135,13 @@ class IPAllowlistMiddleware:
             details={"peer": peer, "group": group},
         )
         await run_blocking(self.audit.record, event)
+        reason = f"ip_not_allowed:{group} (peer {peer})"
         if scope["type"] == "websocket":
+            log_refusal(scope, 403, reason)
             await close_websocket(send)
             return
         message = (
             "Your network address is not allowed to use this service. "
             "Connect from the company network or VPN, or ask your administrator."
         )
-        await refusal(scope, 403, message)(scope, receive, send)
+        await refusal(scope, 403, message, reason=reason)(scope, receive, send)

@@ -8,7 +8,6 @@ bearer token that a foreign page cannot attach.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -20,10 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.audit import ACCESS_DENIED, AuditEvent, AuditSink
 from core.blocking_io import run_blocking
 from core.request_facts import facts_of
-from guards.refusals import close_websocket, refusal
+from guards.refusals import close_websocket, log_refusal, refusal
 from guards.settings import normalise_origin_setting
-
-logger = logging.getLogger("chat.access")
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -85,7 +82,6 @@ class OriginCheckMiddleware:
             await self.app(scope, receive, send)
             return
         facts = facts_of(scope)
-        logger.warning("cross-origin request refused: origin=%r client=%s", origin, facts.client_ip)
         event = AuditEvent(
             ACCESS_DENIED,
             actor=facts.user_key,
@@ -95,13 +91,15 @@ class OriginCheckMiddleware:
             details={"origin": origin},
         )
         await run_blocking(self.audit.record, event)
+        reason = f"foreign origin {(origin or 'cross-site')[:100]!r}"
         if scope["type"] == "websocket":
+            log_refusal(scope, 403, reason)
             await close_websocket(send)
             return
         message = (
             "This request came from another website and was refused. Use the chat page itself."
         )
-        await refusal(scope, 403, message, json_only=True)(scope, receive, send)
+        await refusal(scope, 403, message, json_only=True, reason=reason)(scope, receive, send)
 
 
 def cors_middleware(extra_origins: Iterable[str]) -> Middleware:

@@ -9,15 +9,11 @@ wrap the outermost user of either, the rate limits (see app_factory.middleware_s
 
 from __future__ import annotations
 
-import logging
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.shared_state import SharedStateUnavailable
 from core.store_outage import StoreUnreachable
-from guards.refusals import close_websocket, refusal
-
-log = logging.getLogger("chat.outage")
+from guards.refusals import close_websocket, log_refusal, refusal
 
 RETRY_AFTER_SECONDS = 5
 SHARED_STATE_DOWN = (
@@ -50,10 +46,11 @@ class OutageMiddleware:
         except (SharedStateUnavailable, StoreUnreachable) as exc:
             if started:  # part of a response went out: nothing clean is left to send
                 raise
-            log.error("request refused: %s", type(exc).__name__, extra={"error": str(exc)})
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"  # what is down
             if scope["type"] == "websocket":
+                log_refusal(scope, 503, reason)
                 await close_websocket(send)
                 return
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
             message = DATABASE_DOWN if isinstance(exc, StoreUnreachable) else SHARED_STATE_DOWN
-            await refusal(scope, 503, message, headers)(scope, receive, send)
+            await refusal(scope, 503, message, headers, reason=reason)(scope, receive, send)

@@ -1,12 +1,21 @@
-"""Refusal responses shared by the network middlewares: an HTML page for browsers, JSON otherwise."""
+"""Refusal responses shared by the network middlewares: an HTML page for browsers, JSON otherwise.
+
+Each refusal is logged as one line with the client's address; the log handler lets a few such
+lines per address through each minute (webui.log_throttle), so a flood of refusals stays quiet."""
 
 from __future__ import annotations
 
 import html
+import logging
 
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Scope, Send
+
+from core.app_path import app_path
+from core.request_facts import facts_of
+
+log = logging.getLogger("chat.guards")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
@@ -34,13 +43,21 @@ def refusal(
     headers: dict[str, str] | None = None,
     *,
     json_only: bool = False,
+    reason: str | None = None,
 ) -> Response:
     """Build the response for a refused request; `message` must say what the user can do."""
+    log_refusal(scope, status, reason)
     if wants_html(scope) and not json_only:
         title = _TITLES.get(status, "Request refused")
         page = _PAGE.format(title=html.escape(title), message=html.escape(message))
         return HTMLResponse(page, status_code=status, headers=headers)
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def log_refusal(scope: Scope, status: int, reason: str | None = None) -> None:
+    """One line per refused request: the address, status, path (never the query) and reason."""
+    extra = {"ip": facts_of(scope).client_ip, "status": status, "path": app_path(scope)[:200]}
+    log.warning("request refused", extra=extra if reason is None else {**extra, "reason": reason})
 
 
 async def close_websocket(send: Send) -> None:

@@ -1,6 +1,7 @@
-"""Slow and excess connections, against launch.py --demo as the README starts it: a connection that
-has not sent a request's headers in time is closed, one address's connections are capped, and
-everyone else is served meanwhile. A few checks of guards.connection_limits run in-process."""
+"""Slow, excess and malformed connections, against launch.py --demo as the README starts it: a
+connection that has not sent a request's headers in time is closed, one address's connections are
+capped, and everyone else is served meanwhile; floods of malformed or refused requests leave a few
+JSON lines, never tracebacks. A few checks of guards.connection_limits run in-process."""
 
 from __future__ import annotations
 
@@ -220,6 +221,43 @@ def test_a_flood_of_closed_connections_logs_one_json_line_per_address(server):
     assert len(closed) <= 1 + (datetime.now(UTC) - first).total_seconds() // 60
 
 
+def _logged(server: Server) -> list[dict]:
+    text = server.stdout.read_text()
+    return [json.loads(line) for line in text.splitlines() if line[:1] == "{"]
+
+
+def test_a_flood_of_malformed_requests_is_answered_400_and_logged_per_address(server):
+    for garbage in (b"\x16\x03\x01 not http\r\n\r\n", b"GET / HTTP/1.1\r\nHost\r\n\r\n") * 40:
+        with _connect(server.port, garbage) as sock:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    text = server.stdout.read_text()
+    assert (
+        "Invalid HTTP request received." not in text
+    )  # uvicorn's line: one per request, no address
+    closed = [line for line in _logged(server) if line["msg"] == "connections closed"]
+    assert closed and all(line["ip"] == "127.0.0.1" for line in closed)
+    assert "Traceback" not in text  # the count of these closes: the in-process test below
+
+
+def test_a_flood_of_refused_requests_leaves_a_few_lines_per_address(server):
+    started = datetime.now(UTC)
+    with httpx.Client(base_url=server.url) as client:
+        for _ in range(60):
+            anonymous = client.get("/gradio_api/info", headers={"Accept": "application/json"})
+            assert anonymous.status_code == 401
+            foreign = client.post("/logout", headers={"Origin": "https://evil.example"})
+            assert foreign.status_code == 403
+    refused = [
+        line
+        for line in _logged(server)
+        if line["msg"] == "request refused" and datetime.fromisoformat(line["ts"]) >= started
+    ]
+    assert {line["status"] for line in refused} <= {401, 403} and refused
+    assert all(line["ip"] == "127.0.0.1" and "exc" not in line for line in refused)
+    assert len(refused) <= 2 * 5  # a burst of 5 a minute (the flood may span two windows)
+    assert "Traceback" not in server.stdout.read_text()
+
+
 # guards.connection_limits in-process: what the launched app cannot show quickly.
 
 
@@ -254,6 +292,15 @@ def test_the_close_log_counts_what_it_held_back_and_forgets_a_quiet_address(capl
 
         limits.record_close("203.0.113.7", "header_timeout", call_later)
         assert logged() == [("203.0.113.7", 0, 1)]  # at once again
+
+
+def test_malformed_requests_are_counted_as_closes_of_their_address(caplog):
+    with caplog.at_level(logging.WARNING), _guarded(ConnectionLimits(15, 8)) as port:
+        for _ in range(3):
+            with _connect(port, b"\x16\x03\x01 not http\r\n\r\n") as sock:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+        [line] = [r for r in caplog.records if r.name == "chat.server"]
+    assert (line.ip, line.invalid_request) == ("127.0.0.1", 1)  # the next two wait a minute
 
 
 def test_trusted_proxies_are_not_capped_and_a_mapped_ipv4_peer_counts_as_ipv4():
@@ -302,12 +349,18 @@ async def _slow_app(scope, receive, send):
 @pytest.fixture(scope="module")
 def guarded_server() -> Iterator[int]:
     """uvicorn with the guarded protocol, a 0.5 s header deadline, in a thread."""
+    with _guarded(ConnectionLimits(header_timeout=0.5, max_per_address=8)) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def _guarded(limits: ConnectionLimits) -> Iterator[int]:
     port = free_port()
     config = uvicorn.Config(
         _slow_app,
         host="127.0.0.1",
         port=port,
-        http=guarded_h11_protocol(ConnectionLimits(header_timeout=0.5, max_per_address=8)),
+        http=guarded_h11_protocol(limits),
         ws="none",
         lifespan="off",
         log_level="warning",
@@ -316,9 +369,11 @@ def guarded_server() -> Iterator[int]:
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     assert _eventually(lambda: uv.started, 10)
-    yield port
-    uv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield port
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_a_response_or_a_body_that_outlasts_the_deadline_is_not_cut(guarded_server):

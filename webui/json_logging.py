@@ -8,6 +8,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from webui.log_throttle import SourceThrottle
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
@@ -39,6 +41,7 @@ def configure_logging(level: str = "INFO") -> None:
     """Route every logger (ours, uvicorn's, gradio's) to one JSON handler on stdout."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(SourceThrottle())  # refusals and protocol errors: a few lines per source
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

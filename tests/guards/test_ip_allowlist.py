@@ -73,7 +73,12 @@ def test_refusal_over_real_socket_is_logged_with_peer_ip(caplog):
     [event] = audit.of_type(ACCESS_DENIED)
     assert event.ip == "127.0.0.2"
     assert event.outcome == "ip_not_allowed:all"
-    assert "peer=127.0.0.2" in caplog.text
+    [line] = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert (line.ip, line.status, line.reason) == (
+        "127.0.0.2",
+        403,
+        "ip_not_allowed:all (peer 127.0.0.2)",
+    )
 
 
 def test_browser_gets_html_page_and_script_gets_json():
