@@ -4,6 +4,7 @@ Both run behind proxies the test cuts and restores, so the shared servers keep s
 While a dependency is down: no 5xx, /readyz says 503, a signed-in request gets a retryable 503; a
 reply already streaming ends cleanly; afterwards everything recovers without a restart, and the
 reply that finished during a database outage is saved with its audit record, the chain intact.
+The longest case: a 30-second outage of either while four users stream.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tests.server_errors import ServerErrorWatch
 
 QUESTION = " ".join(f"word{n}" for n in range(80))  # the fake engine echoes it word by word
 EXPECTED = "You said: " + QUESTION
+OUTAGE_SECONDS = 30
+LONG_QUESTION = " ".join(f"long{n}" for n in range(400))  # 0.1 s a word: outlasts the outage
 
 
 @dataclass
@@ -55,6 +58,18 @@ class Deployment:
 
 @pytest.fixture
 def deployment(monkeypatch) -> Iterator[Deployment]:
+    with deployed(monkeypatch, word_delay=0.05) as deployment:
+        yield deployment
+
+
+@pytest.fixture
+def slow_deployment(monkeypatch) -> Iterator[Deployment]:
+    with deployed(monkeypatch, word_delay=0.1) as deployment:
+        yield deployment
+
+
+@contextlib.contextmanager
+def deployed(monkeypatch, word_delay: float) -> Iterator[Deployment]:
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     with contextlib.ExitStack() as stack:
@@ -73,16 +88,18 @@ def deployment(monkeypatch) -> Iterator[Deployment]:
             },
             limits={"storage": f"redis://127.0.0.1:{redis.port}/0", "key_prefix": prefix},
         )
-        services = build_services(settings, engine=FakeEngine(delay=0.05))
+        services = build_services(settings, engine=FakeEngine(delay=word_delay))
         watch = ServerErrorWatch(create_app(settings, services))
         url = stack.enter_context(live_server(watch, port=port))
         yield Deployment(url, services, database, redis)
     assert not watch.errors, f"the app answered internal errors: {watch.errors}"
 
 
-def stream_in_background(client: Client) -> tuple[list[dict], threading.Thread]:
+def stream_in_background(
+    client: Client, question: str = QUESTION
+) -> tuple[list[dict], threading.Thread]:
     updates: list[dict] = []
-    job = client.submit(QUESTION, None, api_name="/chat")
+    job = client.submit(question, None, api_name="/chat")
     reader = threading.Thread(target=lambda: updates.extend(job), daemon=True)
     reader.start()
     wait_for(lambda: len(updates) >= 5, "the reply did not start streaming")
@@ -131,6 +148,55 @@ def test_a_redis_outage_mid_reply_ends_the_reply_cleanly_and_heals_by_itself(dep
     wait_for(lambda: deployment.ready() == 200, "the app did not become ready again")
     again = deployment.script(alice).predict("hello again", None, api_name="/chat")
     assert again["status"] == "complete"  # the one-at-a-time lock was released after all
+
+
+@pytest.mark.parametrize("dependency", ["database", "redis"])
+def test_a_30_second_outage_while_four_users_stream_loses_nothing(slow_deployment, dependency):
+    users = [slow_deployment.login(name) for name in ("ann", "bob", "cho", "dev")]
+    streams = [stream_in_background(slow_deployment.script(u), LONG_QUESTION) for u in users]
+
+    proxy = getattr(slow_deployment, dependency)
+    proxy.cut()
+    cut_at = time.monotonic()
+    while time.monotonic() - cut_at < OUTAGE_SECONDS:
+        assert slow_deployment.ready() == 503, "/readyz must tell the truth all along"
+        # Sessions live in the database: without it, a signed-in request is a retryable 503.
+        # This request needs nothing from Redis, so without Redis it is simply served.
+        answer = users[0].get("/gradio_api/info")
+        if dependency == "database" or answer.status_code != 200:
+            assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+        time.sleep(1)
+    assert all(reader.is_alive() for _, reader in streams), "the replies outlast the outage"
+    proxy.restore()
+
+    expected = "You said: " + LONG_QUESTION
+    for updates, reader in streams:
+        reader.join(timeout=60)
+        assert updates[-1]["status"] == "complete" and updates[-1]["reply"] == expected
+    wait_for(lambda: slow_deployment.ready() == 200, "the app did not become ready again")
+    wait_for(
+        lambda: _saved_replies(slow_deployment) == [(expected, "complete")] * 4,
+        "a turn was lost",
+    )
+    audit = slow_deployment.services.audit_log
+    assert [r.outcome for r in audit.query(type=CHAT_REPLY).records] == ["complete"] * 4
+    assert audit.verify().ok
+    for user in users:  # no restart: the same sessions, and each one-at-a-time lock is free
+        again = slow_deployment.script(user).predict("hello again", None, api_name="/chat")
+        assert again["status"] == "complete"
+
+
+def _saved_replies(deployment: Deployment) -> list[tuple[str, str]] | None:
+    """Each signed-in user's last saved message (content, status)."""
+    history = deployment.services.history
+    if not deployment.services.readiness["database"]():
+        return None
+    saved = []
+    for owner in _owners(deployment):
+        for summary in history.list_conversations(owner):
+            message = history.get_conversation(owner, summary.id).messages[-1]
+            saved.append((message.content, message.status))
+    return saved
 
 
 def _saved_reply(deployment: Deployment) -> tuple[str, str] | None:
