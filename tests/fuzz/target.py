@@ -158,7 +158,9 @@ def plant(url: str, cookie: str) -> Planted:
         tab = GradioTab(client, "alice-tab")
         chat = tab.api_index("chat")
         event_id = tab.join(chat, [message, None]).json()["event_id"]
-        [done] = [m for m in tab.messages(result_expected=True) if m.get("msg") == "process_completed"]
+        [done] = [
+            m for m in tab.messages(result_expected=True) if m.get("msg") == "process_completed"
+        ]
         reply = done["output"]["data"][0]
     assert reply["status"] == "complete" and marker in reply["reply"], reply
     return Planted(title_marker, marker, reply["conversation_id"], "alice-tab", event_id)
