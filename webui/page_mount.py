@@ -13,6 +13,7 @@ from auth.gradio_binding import SessionHashBindings
 from auth.gradio_doors import JoinLimiter, guard_gradio_mount
 from core.audit import AuditSink
 from model.settings import GenerationSettings
+from webui.absent_modules import mark_absent
 from webui.gradio_state import PageSessions, check_supported
 from webui.i18n import build_i18n
 from webui.page_settings import PageSettings
@@ -45,6 +46,7 @@ def mount_chat_page(
         generation or GenerationSettings(),
     )
     check_supported()  # before anything is mounted: fail at start-up, not at the first request
+    mark_absent()  # Gradio imports matplotlib per streamed update; absent, that must cost nothing
     # Gradio runs at most max_threads events at once, all handlers together (40 unless launch()
     # sets it; queue() sizes its worker slots from it, so it is set first). Every chat turn the
     # engine admits holds one while it waits in line and streams; the other handlers get their own.
