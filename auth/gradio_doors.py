@@ -27,7 +27,6 @@ an exception inside Gradio.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable, Container, Mapping
 from datetime import datetime
@@ -46,8 +45,7 @@ from core.identity import User
 from core.request_facts import facts_of
 from guards.json_body import MAX_BYTES, BadJson, parse_json
 from guards.rate_limits import Allowed, Limited
-
-log = logging.getLogger("chat.gradio")
+from guards.refusals import log_refusal
 
 _READ = frozenset({"GET", "HEAD"})
 _POST = frozenset({"POST"})
@@ -231,16 +229,12 @@ class GradioDoor:
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, user: User | None, refused: Refused
     ) -> None:
-        path = app_path(scope)
-        log.warning(
-            "gradio request refused",
-            extra={
-                "ip": facts_of(scope).client_ip,
-                "path": path[:200],
-                "status": refused.status,
-                "error": refused.error,
-            },
-        )
+        """Answer the refusal, then audit it: the answer never waits on the audit trail's write
+        (under a flood of refusals, each waits its turn for the chain's head row)."""
+        log_refusal(scope, refused.status, f"gradio: {refused.error}")
+        body = {"error": refused.error, "message": refused.message}
+        headers = {} if refused.retry_after is None else {"Retry-After": str(refused.retry_after)}
+        await JSONResponse(body, refused.status, headers=headers)(scope, receive, send)
         if refused.audit_outcome is not None and user is not None:
             facts = facts_of(scope)
             event = AuditEvent(
@@ -248,13 +242,10 @@ class GradioDoor:
                 actor=user.key,
                 ip=facts.client_ip,
                 request_id=facts.request_id,
-                target=path[:256],
+                target=app_path(scope)[:256],
                 outcome=refused.audit_outcome,
             )
             await run_blocking(self._audit.record, event)
-        body = {"error": refused.error, "message": refused.message}
-        headers = {} if refused.retry_after is None else {"Retry-After": str(refused.retry_after)}
-        await JSONResponse(body, refused.status, headers=headers)(scope, receive, send)
 
 
 def _door(method: str, path: str) -> tuple[str, re.Match[str]]:
