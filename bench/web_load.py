@@ -5,12 +5,19 @@ The product's goal, on 2 cores: 200 signed-in users hold open streams while othe
 requests; gate + session + audit add <= 5 ms at p99 at 100 requests/s, no event-loop stall over
 50 ms, nothing lost.
 
+The streams are held as the shipped settings hold them: [generation] max_concurrent (8) generate at
+once, at the speed the real engine decodes eight together on these CPUs (--word-delay 0.09 s, about
+11 tokens/s each, docs/performance.md), and the others wait in line for a slot with their streams
+open, as users do. `--generating all` is a stress run instead: every stream generates at once
+(200 x 5 words/s at the default 0.2 s, about eleven times the tokens the engine can produce here).
+
 The real app (bench/web_load_server.py: create_app over build_services' SQL session store, history
 and audit trail, the FakeEngine slowed to --word-delay seconds a word) runs under uvicorn in a
 process of its own, on SQLite (a temporary file) and on PostgreSQL (a throw-away schema). This
 process then:
-1. opens one chat stream per user (queue/join, then queue/data's server-sent events), with a
-   prompt long enough for every stream to outlast the measurement;
+1. opens one chat stream per user (queue/join, then queue/data's server-sent events): first those
+   that will generate during the measurement, with a prompt long enough to outlast it, then the
+   others, with a short one (they wait in line until the first ones end);
 2. sends --rate requests a second for --seconds, open loop (each request leaves at its scheduled
    time, whether or not earlier ones were answered, so a slow server cannot hide its slowness by
    slowing the sender), cycling through four kinds:
@@ -30,13 +37,14 @@ Both processes share the machine's cores: the CPU used during the measurement by
 every other process (which disturbs the figures), is printed. Server logs go to --log-dir.
 
     PYTHONPATH=. .venv/bin/python bench/web_load.py [--database sqlite|postgres|both]
-        [--seconds 20] [--users 200] [--rate 100] [--word-delay 0.2] [--quick]
+        [--seconds 20] [--users 200] [--rate 100] [--generating 8|all] [--word-delay S] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -55,6 +63,10 @@ from bench.web_load_server import ServerProcess, database_url
 GOAL_OVERHEAD_MS = 5.0
 GOAL_STALL_MS = 50.0
 MAX_WORDS = 800  # "u199w799 ": the prompt must stay under the app's max_prompt_chars (8000)
+WAITING_WORDS = 5  # the reply of a stream that waits in line through the measurement
+SHIPPED_GENERATING = 8  # settings.toml [generation] max_concurrent
+ENGINE_WORD_DELAY = 0.09  # s per token of each of 8 streams decoded together (~11 tokens/s each)
+STRESS_WORD_DELAY = 0.2
 STREAM_MARGIN_SECONDS = 15
 # More unanswered requests than this and the next is not sent (it counts as unanswered): a server
 # that far behind has failed the goal already, and this process must stay on time.
@@ -104,10 +116,11 @@ class Outcome:
 @dataclass(frozen=True)
 class Plan:
     users: int
+    generating: int  # streams that generate at once; the others wait in line
     seconds: float
     rate: float
     word_delay: float
-    words: int
+    words: int  # the prompt of each generating stream; the waiting ones have WAITING_WORDS
 
 
 # --- the streams -----------------------------------------------------------------------------
@@ -127,9 +140,12 @@ class User:
         return f"You said: {self.prompt}"  # what the FakeEngine answers
 
 
-def make_users(setup: dict, words: int) -> list[User]:
+def make_users(setup: dict, plan: Plan) -> list[User]:
+    """The first `plan.generating` users get a long prompt (they generate through the
+    measurement), the others a short one (they wait in line, then finish quickly)."""
     users = []
     for i, (key, cookie) in enumerate(setup["cookies"].items()):
+        words = plan.words if i < plan.generating else WAITING_WORDS
         prompt = " ".join(f"u{i}w{j}" for j in range(words))
         headers = {"Cookie": f"{setup['cookie_name']}={cookie}"}
         users.append(User(key, headers, f"bench-tab-{i:04d}", prompt))
@@ -282,7 +298,7 @@ async def paced_requests(url: str, users: list[User], rate: float, seconds: floa
 
 async def run_load(server: ServerProcess, plan: Plan) -> Outcome:
     setup = server.setup
-    users = make_users(setup, plan.words)
+    users = make_users(setup, plan)
     outcome = Outcome()
     # No idle connections kept: httpx's pool re-counts them all for each one (see plain_get).
     stream_limits = httpx.Limits(max_connections=plan.users + 10, max_keepalive_connections=0)
@@ -296,12 +312,24 @@ async def run_load(server: ServerProcess, plan: Plan) -> Outcome:
         fn_index = await chat_index(probes, users[0])
         await stalls(probes, users[0])  # start-up is not measured
         joins = asyncio.Semaphore(10)
-        tasks = [asyncio.create_task(hold_stream(streams, u, fn_index, joins)) for u in users]
-        await asyncio.wait([asyncio.create_task(u.connected.wait()) for u in users], timeout=300)
-        await settle(users)
+        tasks = []
+        # The generating streams first, so that they hold the engine's slots; then the others.
+        for group in (users[: plan.generating], users[plan.generating :]):
+            tasks += [asyncio.create_task(hold_stream(streams, u, fn_index, joins)) for u in group]
+            if group:
+                connected = [asyncio.create_task(u.connected.wait()) for u in group]
+                await asyncio.wait(connected, timeout=300)
+                await settle(users)
         outcome.ramp_stalls = await stalls(probes, users[0])
         outcome.at_start = Counter(u.state for u in users)
-        await measure_window(outcome, setup["url"], users, plan, server)
+        # This process's own garbage collection must not pause the sender (a full collection of
+        # the previous run's objects took ~200 ms): what exists now is frozen out of it.
+        gc.collect()
+        gc.freeze()
+        try:
+            await measure_window(outcome, setup["url"], users, plan, server)
+        finally:
+            gc.unfreeze()
         outcome.at_end = Counter(u.state for u in users)
         outcome.window_stalls = await stalls(probes, users[0])
         results = await asyncio.gather(*tasks)
@@ -404,7 +432,10 @@ def verdict(ok: bool) -> str:
 
 def report(name: str, plan: Plan, outcome: Outcome, server: ServerProcess) -> dict[str, bool]:
     """Print one database's results; return its goal checks."""
-    print(f"\n=== {name}: {plan.users} users, {plan.rate:g} requests/s for {plan.seconds:g} s")
+    print(
+        f"\n=== {name}: {plan.users} users ({plan.generating} generating at once), "
+        f"{plan.rate:g} requests/s for {plan.seconds:g} s"
+    )
     print(f"streams when the measurement started: {states(outcome.at_start)}")
     print(f"streams when it ended:                {states(outcome.at_end)}")
     print(
@@ -493,7 +524,9 @@ def run_database(name: str, plan: Plan, log_dir: Path) -> dict[str, bool]:
         database_url(name, Path(tmp)) as url,
     ):
         log_path = log_dir / f"{name}-server.log"
-        server = ServerProcess(url, plan.users, plan.word_delay, Path(tmp), log_path)
+        server = ServerProcess(
+            url, plan.users, plan.generating, plan.word_delay, Path(tmp), log_path
+        )
         try:
             outcome = asyncio.run(run_load(server, plan))
         except BaseException:
@@ -507,11 +540,14 @@ def run_database(name: str, plan: Plan, log_dir: Path) -> dict[str, bool]:
 def make_plan(args: argparse.Namespace) -> Plan:
     users = args.users or (20 if args.quick else 200)
     seconds = args.seconds or (5.0 if args.quick else 20.0)
+    stress = args.generating == "all"
+    generating = users if stress else min(users, int(args.generating))
+    word_delay = args.word_delay or (STRESS_WORD_DELAY if stress else ENGINE_WORD_DELAY)
     # Long enough to outlast opening the streams and the measurement at full speed.
-    words = math.ceil((seconds + STREAM_MARGIN_SECONDS) / args.word_delay)
+    words = math.ceil((seconds + STREAM_MARGIN_SECONDS) / word_delay)
     if words > MAX_WORDS:
         print(f"note: prompts capped at {MAX_WORDS} words; streams may end before the measurement")
-    return Plan(users, seconds, args.rate, args.word_delay, min(words, MAX_WORDS))
+    return Plan(users, generating, seconds, args.rate, word_delay, min(words, MAX_WORDS))
 
 
 def parse_args() -> argparse.Namespace:
@@ -520,7 +556,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="measurement length (default 20)")
     parser.add_argument("--users", type=int, help="streams held open (default 200)")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
-    parser.add_argument("--word-delay", type=float, default=0.2, help="FakeEngine s per word")
+    parser.add_argument(
+        "--generating",
+        default=str(SHIPPED_GENERATING),
+        help=f"streams generating at once, or 'all' (default {SHIPPED_GENERATING}, as shipped)",
+    )
+    parser.add_argument(
+        "--word-delay",
+        type=float,
+        help=f"FakeEngine s per word (default {ENGINE_WORD_DELAY}, or {STRESS_WORD_DELAY} for all)",
+    )
     parser.add_argument("--quick", action="store_true", help="5 s and 20 users: does it work?")
     parser.add_argument("--log-dir", type=Path, default=Path("data/web-load"), help="server logs")
     return parser.parse_args()
@@ -531,8 +576,8 @@ def main() -> None:
     plan = make_plan(args)
     names = ("sqlite", "postgres") if args.database == "both" else (args.database,)
     print(
-        f"{cpu_name()}; each stream's reply is {plan.words + 2} words at "
-        f"{plan.word_delay:g} s a word; goal: <= {GOAL_OVERHEAD_MS:g} ms added at p99, "
+        f"{cpu_name()}; {plan.generating} of {plan.users} streams generate at once, each reply "
+        f"{plan.words + 2} words at {plan.word_delay:g} s a word; goal: <= {GOAL_OVERHEAD_MS:g} ms added at p99, "
         f"no stall over {GOAL_STALL_MS:g} ms, nothing lost"
     )
     results = {name: run_database(name, plan, args.log_dir) for name in names}

@@ -1,7 +1,8 @@
 """The chat app as bench.web_load drives it, in a process of its own (its own GIL and event loop).
 
 The real app (create_app over build_services' SQL stores, audit trail and guards) with the FakeEngine
-slowed down and its admission limits raised so every user's stream runs at once. Users are signed in
+slowed down, --generating streams decoding at once and a line long enough for every other user's
+(nobody is refused "busy"). Users are signed in
 the way the login callback does it (SessionManager.start in the real session store, the cookie
 signed by SessionCookie), so every request still goes through the real gate and session lookup.
 
@@ -10,7 +11,8 @@ Three routes only the benchmark adds, all behind the gate like any other:
     GET /bench/stalls   the event loop's longest stall since the last call (and resets it)
     GET /bench/replies  every bench user's saved assistant replies, read back from the history
 
-    python -m bench.web_load_server --database-url URL --users N --word-delay S --setup FILE
+    python -m bench.web_load_server --database-url URL --users N --generating G --word-delay S
+        --setup FILE
 writes FILE (JSON: url, cookie name, one cookie per user) once the app is built, then serves until
 SIGINT. ServerProcess, below, is how bench.web_load starts it.
 """
@@ -195,6 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--generating", type=int, required=True)
     parser.add_argument("--word-delay", type=float, required=True)
     parser.add_argument("--setup", type=Path, required=True)
     args = parser.parse_args()
@@ -203,9 +206,10 @@ def main() -> None:
     internals = app_internals()
     port = free_port()
     settings = bench_settings(internals, args.database_url, port)
-    # Every user's stream runs at once: the admission gate must not queue or refuse any.
+    # `generating` streams decode at once; the engine's line holds every other user's (none is
+    # refused "busy": the benchmark holds every stream open).
     engine = internals.FakeEngine(
-        delay=args.word_delay, max_concurrent=args.users, max_queue=args.users
+        delay=args.word_delay, max_concurrent=args.generating, max_queue=args.users
     )
     services = internals.build_services(settings, engine)
     app = internals.create_app(settings, services)
@@ -238,7 +242,13 @@ class ServerProcess:
     """bench.web_load_server in a process of its own; its output goes to `log_path`."""
 
     def __init__(
-        self, database_url: str, users: int, word_delay: float, workdir: Path, log_path: Path
+        self,
+        database_url: str,
+        users: int,
+        generating: int,
+        word_delay: float,
+        workdir: Path,
+        log_path: Path,
     ) -> None:
         self.log_path = log_path
         setup_path = workdir / "setup.json"
@@ -246,6 +256,7 @@ class ServerProcess:
             sys.executable, "-m", "bench.web_load_server",
             "--database-url", database_url,
             "--users", str(users),
+            "--generating", str(generating),
             "--word-delay", str(word_delay),
             "--setup", str(setup_path),
         ]  # fmt: skip
