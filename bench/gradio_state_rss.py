@@ -15,7 +15,7 @@ Gradio's per-session structures (webui.gradio_state.session_counts). Printed: bo
 run's growth, and its slope over the second half (MB per 1,000 chats) with the ratio between them.
 
     PYTHONPATH=. .venv/bin/python bench/gradio_state_rss.py [--chats 10000 | --quick]
-        [--ttl-minutes 0.5] [--workers 4] [--script]
+        [--ttl-minutes 0.5] [--workers 4] [--script] [--runs baseline expiry]
 """
 
 from __future__ import annotations
@@ -291,14 +291,12 @@ def slope_per_1000(samples: list[Sample]) -> float:
 
 
 def report(results: dict[str, tuple[list[Sample], float]], args: argparse.Namespace) -> None:
-    base, expiry = results["baseline"][0], results["expiry"][0]
-    print("\n        |         baseline          |          expiry")
-    print("  chats |   RSS MB   tabs  handlers |   RSS MB   tabs  handlers")
-    for b, e in zip(base, expiry, strict=True):
-        print(
-            f"  {b.chats:5} | {b.rss_mb:8.1f} {b.tabs:6} {b.handlers:9} |"
-            f" {e.rss_mb:8.1f} {e.tabs:6} {e.handlers:9}"
-        )
+    runs = list(results)
+    print("\n        |" + "|".join(f"{run:^27}" for run in runs))
+    print("  chats |" + "|".join("   RSS MB   tabs  handlers " for _ in runs))
+    for row in zip(*(results[run][0] for run in runs), strict=True):
+        cells = "|".join(f" {x.rss_mb:8.1f} {x.tabs:6} {x.handlers:9} " for x in row)
+        print(f"  {row[0].chats:5} |{cells}")
     growth = {run: s[-1].rss_mb - s[0].rss_mb for run, (s, _) in results.items()}
     slopes = {run: slope_per_1000(s) for run, (s, _) in results.items()}
     for run, (samples, elapsed) in results.items():
@@ -307,10 +305,11 @@ def report(results: dict[str, tuple[list[Sample], float]], args: argparse.Namesp
             f" (+{growth[run]:.0f} MB, {growth[run] / args.chats * 1000:.1f} MB per 1,000 chats);"
             f" second half {slopes[run]:+.2f} MB per 1,000 chats; {elapsed:.0f} s"
         )
-    print(
-        f"\n  expiry / baseline: growth {growth['expiry'] / growth['baseline']:.2f}x,"
-        f" second-half slope {slopes['expiry'] / slopes['baseline']:.2f}x"
-    )
+    if len(runs) == 2:
+        print(
+            f"\n  expiry / baseline: growth {growth['expiry'] / growth['baseline']:.2f}x,"
+            f" second-half slope {slopes['expiry'] / slopes['baseline']:.2f}x"
+        )
 
 
 def main() -> None:
@@ -322,6 +321,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="users chatting at once")
     parser.add_argument("--ttl-minutes", type=float, default=0.5)
     parser.add_argument("--script", action="store_true", help="the chat API, no page")
+    parser.add_argument(
+        "--runs", nargs="+", choices=RUNS, default=list(RUNS), help="which runs (default both)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -340,7 +342,7 @@ def main() -> None:
     )
     results = {}
     with tempfile.TemporaryDirectory(prefix="gradio-state-") as workdir:
-        for run in RUNS:
+        for run in args.runs:
             print(f"\n{run}:", flush=True)
             results[run] = measure(run, args, Path(workdir))
     report(results, args)
