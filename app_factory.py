@@ -52,7 +52,7 @@ from store.api_tokens import ApiTokenStore
 from store.audit_log import AuditLog
 from store.prompt_policy import PromptPolicy
 from webui.admin_service import AdminService
-from webui.chat_page import PageOptions, build_chat_page, page_theme
+from webui.chat_page import PageOptions, build_chat_page
 from webui.chat_service import ChatService, TurnGuards
 from webui.export_routes import export_router
 from webui.health import health_router
@@ -62,6 +62,7 @@ from webui.page_mount import mount_chat_page
 from webui.request_id import RequestIdMiddleware
 from webui.session_watch import session_watch_router
 from webui.signout_page import signout_router
+from webui.theme import page_theme
 from webui.tokens_service import TokensService
 
 log = logging.getLogger("chat.app")

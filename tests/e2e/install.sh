@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the browser end-to-end tests need, only when it is missing (safe to run every time).
 # Debian's chromium (Playwright's own browser download does not work here), a small CJK font (so the
-# zh-CN journey's screenshots show Chinese rather than empty boxes), and the IdP's node packages.
+# zh-CN journey's screenshots show Chinese rather than empty boxes), the IdP's node packages and axe-core.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +15,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d "$here/idp/node_modules" ]; then
-    (cd "$here/idp" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+for package in idp axe; do
+    if [ ! -d "$here/$package/node_modules" ]; then
+        (cd "$here/$package" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+done
