@@ -31,6 +31,9 @@ EN = {
     "Please try again in a minute.",
     "stream_failed": "The reply stopped unexpectedly; what was written so far is saved. Reload the page "
     "to see it. Reference: {reference}",
+    "signed_in_again": "Your session had ended (signed out elsewhere, expired, or ended by an "
+    "administrator), so you were asked to sign in again. Your unsent message is back in the box.",
+    "close": "Close",
     "stopped": "(stopped)",
     "interrupted": "(interrupted by a server restart)",
     "reply_failed": "(the reply failed)",
@@ -84,6 +87,8 @@ ZH = {
     "restarting": "服务正在重启，已生成的回复已保存。请一分钟后重新发送。",
     "store_unavailable": "暂时无法保存对话，消息未发送。请一分钟后再试。",
     "stream_failed": "回复意外中断，已生成的内容已保存。请刷新页面查看。参考编号：{reference}",
+    "signed_in_again": "您的会话已结束（在别处退出、超时或被管理员结束），因此需要重新登录。未发送的消息已放回输入框。",
+    "close": "关闭",
     "unavailable": "服务暂时不可用，请几秒后再试。",
     "stopped": "（已停止）",
     "interrupted": "（因服务器重启而中断）",
