@@ -14,6 +14,8 @@ from datetime import timedelta
 import oidc_provider_mock
 import werkzeug.serving
 
+from auth.dev_login_pages import install_pages
+
 log = logging.getLogger("chat.auth")
 
 DEMO_GROUP = "staff"
@@ -86,6 +88,7 @@ class EmbeddedIdp:
             access_token_max_age=timedelta(minutes=10),
             user_claims=DEMO_USERS,
         )
+        install_pages(app, {user.sub: str(user.claims["name"]) for user in DEMO_USERS})
         self._server = werkzeug.serving.make_server("127.0.0.1", self._port, app, threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="embedded-idp", daemon=True

@@ -1,7 +1,9 @@
 """Refusal responses shared by the network middlewares: an HTML page for browsers, JSON otherwise.
 
-Each refusal is logged as one line with the client's address; the log handler lets a few such
-lines per address through each minute (webui.log_throttle), so a flood of refusals stays quiet."""
+The page speaks the browser's language (Accept-Language: Chinese or English, guards.refusal_text);
+JSON keeps the English sentence, which scripts may match on. Each refusal is logged as one line with
+the client's address; the log handler lets a few such lines per address through each minute
+(webui.log_throttle), so a flood of refusals stays quiet."""
 
 from __future__ import annotations
 
@@ -13,22 +15,18 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Scope, Send
 
 from core.app_path import app_path
+from core.locale import locale_of
 from core.request_facts import facts_of
+from guards.refusal_text import DEFAULT_TITLE, REFUSAL_TEXT, TITLES
 
 log = logging.getLogger("chat.guards")
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
-<h1>{title}</h1><p>{message}</p></body></html>
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{title}</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem">
+<h1 style="font-size: 1.4rem">{title}</h1><p>{message}</p></body></html>
 """
-
-_TITLES = {
-    403: "Access refused",
-    413: "Request too large",
-    429: "Too many requests",
-    503: "Temporarily unavailable",
-}
 
 
 def wants_html(scope: Scope) -> bool:
@@ -48,10 +46,22 @@ def refusal(
     """Build the response for a refused request; `message` must say what the user can do."""
     log_refusal(scope, status, reason)
     if wants_html(scope) and not json_only:
-        title = _TITLES.get(status, "Request refused")
-        page = _PAGE.format(title=html.escape(title), message=html.escape(message))
-        return HTMLResponse(page, status_code=status, headers=headers)
+        return HTMLResponse(
+            refusal_page(locale_of(scope), status, message),
+            status_code=status,
+            headers={**(headers or {}), "Vary": "Accept-Language"},
+        )
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def refusal_page(locale: str, status: int, message: str) -> str:
+    """The HTML of a refusal in `locale` ("en" or "zh-CN")."""
+    title = REFUSAL_TEXT.translate(TITLES.get(status, DEFAULT_TITLE), locale)
+    return _PAGE.format(
+        lang=locale,
+        title=html.escape(title),
+        message=html.escape(REFUSAL_TEXT.translate(message, locale)),
+    )
 
 
 def log_refusal(scope: Scope, status: int, reason: str | None = None) -> None:

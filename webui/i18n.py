@@ -5,6 +5,9 @@ from __future__ import annotations
 import gradio as gr
 from gradio.i18n import I18nData
 
+# One rule for every page, server-rendered ones in auth/ and guards/ too; re-exported here.
+from core.locale import pick_locale as pick_locale
+
 EN = {
     "title": "Company Chat",
     "chatbot": "Conversation",
@@ -147,17 +150,6 @@ def label(key: str) -> I18nData:
     if key not in EN:
         raise KeyError(key)
     return I18nData(_PREFIX + key)
-
-
-def pick_locale(accept_language: str | None) -> str:
-    """The best of our locales for an Accept-Language header; English when nothing matches."""
-    for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("zh"):
-            return "zh-CN"
-        if tag.startswith("en"):
-            return "en"
-    return "en"
 
 
 def text(key: str, locale: str, **values: object) -> str:

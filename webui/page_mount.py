@@ -17,6 +17,7 @@ from webui.absent_modules import mark_absent
 from webui.gradio_state import PageSessions, check_supported
 from webui.i18n import build_i18n
 from webui.page_settings import PageSettings
+from webui.page_title import page_title_head, page_title_router
 from webui.session_watch import session_watch_head
 from webui.settings import UISettings
 from webui.stream_errors import StreamErrorFilter
@@ -55,6 +56,7 @@ def mount_chat_page(
     # default_concurrency_limit=None: page loads and refreshes run as they come, bounded together
     # by the workers (limited, each waiting event gets a new estimate whenever one completes).
     page.queue(api_open=False, max_size=ui.queue_size, default_concurrency_limit=None)
+    app.include_router(page_title_router(page.title))  # before the mount at "/", which takes all
     gr.mount_gradio_app(
         app,
         page,
@@ -67,10 +69,13 @@ def mount_chat_page(
         mcp_server=False,
         show_error=False,
         max_file_size="1kb",  # no feature takes uploads
-        footer_links=["api"],
+        # No footer: Gradio's generated API page shows sample code without the Authorization
+        # header our API requires and always lists an MCP tab (its front end has no switch for
+        # either); the API tokens tab shows how to call the API with a token.
+        footer_links=[],
         i18n=build_i18n(),
         theme=theme,
-        head=session_watch_head(base_url),
+        head=session_watch_head(base_url) + page_title_head(base_url),
     )
     gradio_app = guard_gradio_mount(
         app,

@@ -34,7 +34,7 @@ def signout_router(base_url: str) -> APIRouter:
         token = csrf_token(request)  # NotAuthenticated without a cookie session: the app's 401
         locale = pick_locale(request.headers.get("accept-language"))
         body = _PAGE.format(
-            lang="zh-CN" if locale == "zh-CN" else "en",
+            lang=locale,
             title=escape(text("logout_confirm", locale)),
             action=escape(base_url + "/logout"),
             token=escape(token),
@@ -42,6 +42,6 @@ def signout_router(base_url: str) -> APIRouter:
             back=escape(base_url + "/"),
             cancel=escape(text("cancel", locale)),
         )
-        return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(body, headers={"Cache-Control": "no-store", "Vary": "Accept-Language"})
 
     return router

@@ -3,6 +3,7 @@ streamed, saved and found again in the history."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
@@ -11,6 +12,7 @@ from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_pages import sign_in_to_chat
 from tests.e2e.harness import STAFF, Idp
 from tests.e2e.idp_pages import Screenshot
+from tests.e2e.page_requests import foreign, record_requests
 
 QUESTION = "你好！请用三句话介绍一下北京的历史。"
 
@@ -19,7 +21,12 @@ def test_chinese_browser_gets_chinese_page_and_conversation_round_trips(
     open_browser: Callable[..., Page], idp: Idp, chat_app: ChatApp, screenshot: Screenshot
 ) -> None:
     page = open_browser(locale="zh-CN")
+    requested = record_requests(page)
     chat = sign_in_to_chat(page, idp, chat_app.url, STAFF)
+    expect(page).to_have_title("公司智能助手")
+    # No footer: Gradio's generated API page would show calls without the token they need.
+    expect(page.locator("footer")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile("API"))).to_have_count(0)
     expect(page.locator("#send")).to_have_text("发送")
     expect(page.locator("#stop")).to_have_text("停止")
     expect(page.locator("#new-chat")).to_have_text("新对话")
@@ -45,3 +52,6 @@ def test_chinese_browser_gets_chinese_page_and_conversation_round_trips(
     chat.reload()
     chat.open_conversation(QUESTION, turns=1)
     expect(chat.user_messages.first).to_have_text(QUESTION)
+    expect(page).to_have_title("公司智能助手")  # after a reload too
+
+    assert foreign(requested) == []
