@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from core.audit import (
 from core.identity import User
 from core.sessions import Session, SessionStore
 from webui.caller_audit import admin_refusal, record_action, record_refusal
+from webui.people import person
 
 
 class AdminRefused(PermissionError):
@@ -37,8 +38,19 @@ class AuditQuery:
     actor: str | None = None
     type: str | None = None
     text: str | None = None
-    page: int = 0
+    page: int = 1  # counted from 1, as people count pages
     page_size: int = 50
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """One page of the audit trail as shown: `page` is within 1..`pages`, and `pages` >= 1."""
+
+    records: list[Any]  # store.audit_chain.AuditRecord, newest first
+    total: int
+    page: int
+    pages: int
+    names: dict[str, str]  # user key -> name and e-mail, for the users the server knows
 
 
 @dataclass(frozen=True)
@@ -71,24 +83,46 @@ class AdminService:
             record_refusal(self._audit, ctx, action, reason)
             raise AdminRefused(reason)
 
-    def audit_page(self, ctx: AdminContext, query: AuditQuery) -> Any:
+    def audit_page(self, ctx: AdminContext, query: AuditQuery) -> AuditView:
+        """The asked page, or the last one when it asks past the end (records come and go)."""
         self.check(ctx, "audit.view")
-        page = self._log.query(
+        directory = self._directory()
+        query = replace(query, actor=_actor_key(query.actor, directory))
+        wanted = max(1, query.page)
+        found = self._query(query, wanted)
+        pages = max(1, -(-found.total // found.limit))
+        if wanted > pages:
+            wanted = pages
+            found = self._query(query, wanted)
+            pages = max(1, -(-found.total // found.limit))
+        shown = replace(query, page=wanted)
+        record_action(self._audit, ctx, ADMIN_AUDIT_VIEWED, None, details=_describe(shown))
+        actors = {r.actor for r in found.records if r.actor}
+        names = {key: name for key, name in directory.items() if key in actors}
+        return AuditView(found.records, found.total, min(wanted, pages), pages, names)
+
+    def _query(self, query: AuditQuery, page: int) -> Any:
+        return self._log.query(
             since=query.since,
             until=query.until,
             actor=query.actor or None,
             type=query.type or None,
             text=query.text or None,
             limit=query.page_size,
-            offset=max(0, query.page) * query.page_size,
+            offset=(page - 1) * query.page_size,
         )
-        record_action(self._audit, ctx, ADMIN_AUDIT_VIEWED, None, details=_describe(query))
-        return page
+
+    def _directory(self) -> dict[str, str]:
+        """Names and e-mails of the users with a session or a token: audit records keep keys only."""
+        users = [t.owner for t in self._tokens.list_tokens()] if self._tokens is not None else []
+        users += [s.user for s in self._sessions.list_active(self._clock())]  # newer than tokens'
+        return {u.key: person(u) for u in users if u.name or u.email}
 
     def audit_csv(self, ctx: AdminContext, query: AuditQuery) -> str:
         from store.audit_log import AuditFilters
 
         self.check(ctx, "audit.export")
+        query = replace(query, actor=_actor_key(query.actor, self._directory()))
         filters = AuditFilters(
             since=query.since,
             until=query.until,
@@ -121,6 +155,16 @@ class AdminService:
             details = {"name": token.name, "owner": user_key}
             record_action(self._audit, ctx, TOKEN_REVOKED, token.id, details=details)
         return UserRevoked(sessions=ended, tokens=len(revoked))
+
+
+def _actor_key(wanted: str | None, directory: dict[str, str]) -> str | None:
+    """The user filter: the key of the one known user whose name or e-mail contains `wanted`,
+    else `wanted` itself, matched against keys (people know names; records keep keys)."""
+    if not wanted:
+        return wanted
+    needle = wanted.casefold()
+    matches = [key for key, name in directory.items() if needle in name.casefold()]
+    return matches[0] if len(matches) == 1 else wanted
 
 
 def _describe(query: AuditQuery) -> dict[str, Any]:

@@ -18,13 +18,26 @@ from core.audit import TOKEN_CREATED, TOKEN_REVOKED, AuditSink
 from core.identity import User
 from store.api_tokens import ApiTokenStore
 from webui.caller_audit import admin_refusal, record_action, record_refusal
+from webui.i18n import text
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 MAX_CIDRS = 20
 
 
 class TokenRequestInvalid(ValueError):
-    """Something the user typed is not acceptable; the message says what to change."""
+    """Something the user typed is not acceptable; the message says what to change.
+
+    `key` and `values` name the message in webui.i18n, so the tab can say it in the user's
+    language; str() is the English text.
+    """
+
+    def __init__(self, key: str, **values: object) -> None:
+        super().__init__(text(key, "en", **values))
+        self.key = key
+        self.values = values
+
+    def message(self, locale: str) -> str:
+        return text(self.key, locale, **self.values)
 
 
 class TokensRefused(PermissionError):
@@ -72,13 +85,9 @@ class TokensService:
         self._from_browser(ctx, "tokens.create")
         name = name.strip()
         if not _NAME.match(name):
-            raise TokenRequestInvalid(
-                "Name the token with 1-64 letters, digits, spaces, dots, dashes or underscores."
-            )
+            raise TokenRequestInvalid("bad_token_name")
         if not 1 <= days <= self._settings.token_max_days:
-            raise TokenRequestInvalid(
-                f"Choose an expiry between 1 and {self._settings.token_max_days} days."
-            )
+            raise TokenRequestInvalid("bad_token_days", max=self._settings.token_max_days)
         ranges = parse_cidrs(cidrs)
         if admin_scope:
             self._admin(ctx, "tokens.create_admin")
@@ -86,9 +95,9 @@ class TokensService:
             t for t in self._store.list_tokens(ctx.user.key) if t.status(self._clock()) == "active"
         ]
         if any(t.name == name for t in mine):
-            raise TokenRequestInvalid("You already have an active token with this name.")
+            raise TokenRequestInvalid("duplicate_token")
         if len(mine) >= self._settings.max_tokens_per_user:
-            raise TokenRequestInvalid("You have too many active tokens. Revoke one first.")
+            raise TokenRequestInvalid("too_many_tokens")
         expires = self._clock() + timedelta(days=days)
         created = self._store.create(ctx.user, name, expires, ranges, admin_scope=admin_scope)
         self._record(
@@ -143,13 +152,11 @@ def parse_cidrs(text: str) -> tuple[str, ...]:
     """Comma- or space-separated addresses/ranges, normalised ("10.1.2.3" -> "10.1.2.3/32")."""
     parts = [p for p in re.split(r"[\s,]+", text.strip()) if p]
     if len(parts) > MAX_CIDRS:
-        raise TokenRequestInvalid(f"At most {MAX_CIDRS} address ranges per token.")
+        raise TokenRequestInvalid("too_many_ranges", max=MAX_CIDRS)
     ranges = []
     for part in parts:
         try:
             ranges.append(str(ipaddress.ip_network(part, strict=False)))
         except ValueError:
-            raise TokenRequestInvalid(
-                f"{part[:50]!r} is not an address range; write e.g. 10.20.0.0/16 or 192.0.2.7."
-            ) from None
+            raise TokenRequestInvalid("bad_range", value=repr(part[:50])) from None
     return tuple(dict.fromkeys(ranges))

@@ -16,8 +16,9 @@ from core.audit import ACCESS_DENIED, TOKEN_CREATED, TOKEN_REVOKED, MemoryAuditS
 from core.identity import User
 from store.api_tokens import ApiTokenStore
 from store.database import create_database, migrate
+from tests.webui.tab_handlers import answering_every_output
 from webui.tokens_service import TokenContext, TokenRequestInvalid, TokensRefused, TokensService
-from webui.tokens_tab import build_tokens_tab
+from webui.tokens_tab import Shown, build_tokens_tab
 
 ALICE = User("https://idp.test", "alice", groups=("staff",))
 BOB = User("https://idp.test", "bob", groups=("staff",))
@@ -121,34 +122,174 @@ def test_users_revoke_only_their_own_admins_revoke_any(service, audit):
 # -- the tab: layout per user and handlers that re-check the request's user --
 
 
-def handlers(service: TokensService, user: User) -> dict[str, Callable[..., Any]]:
-    with gr.Blocks() as page:
-        build_tokens_tab(service, user)
-    return {fn.name: fn.fn for fn in page.fns.values()}
+class Tab:
+    """The tab built as the page builds it (inside a gr.Tab), its handlers called as Gradio would."""
+
+    def __init__(self, service: TokensService, user: User) -> None:
+        with gr.Blocks() as page, gr.Tabs(), gr.Tab("API tokens") as tab:
+            build_tokens_tab(service, user)
+        self.fns = list(page.fns.values())
+        self.blocks = page.blocks
+        self.tab = tab
+
+    def names(self) -> set[str]:
+        return {fn.name for fn in self.fns}
+
+    def on(self, elem_id: str, event: str = "click") -> Callable[..., Any]:
+        """The handler that `event` on the component `elem_id` runs; it must answer every output."""
+        [dependency] = [
+            f
+            for f in self.fns
+            if any(
+                getattr(self.blocks.get(target), "elem_id", None) == elem_id and name == event
+                for target, name in f.targets
+            )
+        ]
+        return answering_every_output(dependency)
+
+    def loaders(self) -> list[Callable[..., Any]]:
+        """What opening the tab runs."""
+        return [
+            answering_every_output(f) for f in self.fns if (self.tab._id, "select") in f.targets
+        ]
 
 
-def request_for(user: User, ip: str = "127.0.0.1") -> Request:
-    return Request({"type": "http", "headers": [], "state": {"user": user, "client_ip": ip}})
+def request_for(user: User, ip: str = "127.0.0.1", language: str = "en") -> Request:
+    headers = [(b"accept-language", language.encode())]
+    return Request({"type": "http", "headers": headers, "state": {"user": user, "client_ip": ip}})
+
+
+def clicked(row: int) -> gr.SelectData:
+    return gr.SelectData(None, {"index": [row, 0], "value": ""})
 
 
 def test_non_admins_get_no_admin_handlers_in_the_tab(service):
-    assert set(handlers(service, ALICE)) == {"on_create", "on_revoke"}
-    assert set(handlers(service, ADMIN)) == {"on_create", "on_revoke", "everyone", "revoke_any"}
+    mine = {"load_mine", "on_create", "pick", "ask", "cancel", "on_revoke"}
+    assert Tab(service, ALICE).names() == mine
+    assert Tab(service, ADMIN).names() == mine | {"everyone", "open_everyone", "revoke_any"}
+
+
+def test_opening_the_tab_loads_the_users_tokens_in_their_language(service):
+    service.create(ctx(ALICE), "laptop", 7)
+    service.create(ctx(BOB), "bobs", 7)
+    [load] = Tab(service, ALICE).loaders()
+    table, shown, *_rest, box = load(request_for(ALICE, language="zh-CN,zh;q=0.9"))
+    assert table["headers"][:2] == ["名称", "状态"]
+    assert table["data"][0][:2] == ["laptop", "有效"]
+    assert [t.name for t in shown] == ["laptop"] and box["visible"]
+    assert len(Tab(service, ADMIN).loaders()) == 2  # the admin's table of everyone's too
 
 
 def test_the_tab_shows_the_secret_once_and_lists_without_it(service):
-    on_create = handlers(service, ALICE)["on_create"]
-    secret, notice, rows = on_create("laptop", 7, "", False, request_for(ALICE))
+    on_create = Tab(service, ALICE).on("token-create")
+    secret, notice, table, *_rest, secret_box = on_create(
+        "laptop", 7, "", False, request_for(ALICE)
+    )
     assert secret.startswith("chat_pat_") and "laptop" in notice
-    assert rows[0][1:3] == ["laptop", "active"] and secret not in str(rows)
+    assert table["data"][0][:2] == ["laptop", "active"] and secret not in str(table)
+    assert secret_box["visible"]
+
+
+@pytest.mark.parametrize(
+    ("name", "days", "cidrs", "english", "chinese"),
+    [
+        ("", 7, "", "Name the token", "令牌名称须为"),
+        ("ci", 500, "", "between 1 and 90", "1 到 90 天"),
+        ("ci", 0, "", "between 1 and 90", "1 到 90 天"),
+        ("ci", float("nan"), "", "between 1 and 90", "1 到 90 天"),
+        ("ci", float("inf"), "", "between 1 and 90", "1 到 90 天"),
+        ("ci", 7, "10.0.0.300", "not an address range", "不是地址范围"),
+    ],
+)
+def test_bad_input_is_answered_next_to_the_form_in_the_users_language(
+    service, name, days, cidrs, english, chinese
+):
+    on_create = Tab(service, ALICE).on("token-create")
+    for language, expected in (("en-GB", english), ("zh-CN", chinese)):
+        secret, notice, *others = on_create(
+            name, days, cidrs, False, request_for(ALICE, language=language)
+        )
+        assert expected in notice
+        # Nothing else changes: no secret, no table, no error state on other components.
+        assert secret == gr.skip() and all(o == gr.skip() for o in others)
+    assert service.list_mine(ctx(ALICE)) == []
+
+
+def test_a_token_is_revoked_by_its_row_after_a_confirmation_naming_it(service, audit):
+    service.create(ctx(ALICE), "laptop", 7)
+    service.create(ctx(ALICE), "ci", 7)
+    tab = Tab(service, ALICE)
+    [load] = tab.loaders()
+    alice = request_for(ALICE)
+    shown = load(alice)[1]
+    row = [t.name for t in shown].index("laptop")
+
+    picked = tab.on("token-table", "select")(shown, alice, clicked(row))
+    chosen, revoke_label, revoke_row, confirm_row, _ = picked
+    assert chosen.name == "laptop" and revoke_label == "Revoke “laptop”" and revoke_row["visible"]
+    assert not confirm_row["visible"]
+    assert audit.of_type(TOKEN_REVOKED) == []  # choosing is not revoking
+
+    pending, question, confirm_row, _ = tab.on("token-revoke")(chosen, alice)
+    assert "laptop" in question and confirm_row["visible"]
+    assert audit.of_type(TOKEN_REVOKED) == []  # asking is not revoking either
+
+    cancelled, hidden, message = tab.on("token-cancel")(alice)
+    assert cancelled is None and not hidden["visible"] and "Nothing was changed" in message
+
+    notice, table, shown, *_, secret, secret_box = tab.on("token-confirm")(pending, alice)
+    assert "laptop" in notice and "revoked" in notice
+    assert secret == "" and not secret_box["visible"]
+    statuses = {row[0]: row[1] for row in table["data"]}
+    assert statuses == {"laptop": "revoked", "ci": "active"}
+    [event] = audit.of_type(TOKEN_REVOKED)
+    assert event.target == pending.id and event.details["by_admin"] is False
+
+
+def test_a_revoked_token_offers_no_revoke_button(service):
+    made = service.create(ctx(ALICE), "old", 7).token
+    service.revoke_mine(ctx(ALICE), made.id)
+    tab = Tab(service, ALICE)
+    alice = request_for(ALICE, language="zh-CN")
+    shown = tab.loaders()[0](alice)[1]
+    chosen, _, revoke_row, _, notice = tab.on("token-table", "select")(shown, alice, clicked(0))
+    assert chosen is None and not revoke_row["visible"] and "已撤销" in notice
+    # A script sending no row, one past the table, or made-up event data chooses nothing.
+    made_up = [gr.EventData(None, data) for data in (None, "index", {"index": ["0", 0]}, {})]
+    for event in (None, clicked(7), *made_up):
+        chosen, _, revoke_row, _, notice = tab.on("token-table", "select")(shown, alice, event)
+        assert chosen is None and not revoke_row["visible"] and "请先" in notice
 
 
 def test_tab_handlers_act_for_the_requests_user_not_the_page_owner(service):
-    admin_tab = handlers(service, ADMIN)
-    service.create(ctx(ALICE), "ci", 5)
-    with pytest.raises(gr.Error, match="Not allowed"):
-        admin_tab["everyone"](request_for(BOB))
-    with pytest.raises(gr.Error, match="between 1 and 90"):
-        admin_tab["on_create"]("x", 500, "", False, request_for(BOB))
-    with pytest.raises(gr.Error, match="Not allowed"):
-        admin_tab["on_create"]("x", 5, "", True, request_for(BOB))
+    admin_tab = Tab(service, ADMIN)
+    alices = service.create(ctx(ALICE), "ci", 5).token
+    bob = request_for(BOB)
+    # Everyone's tokens, through the admin page's hidden handlers, with Bob's session.
+    notice, table, shown, *_ = admin_tab.on("all-tokens-refresh")(bob)
+    assert notice == "Not allowed." and table["data"] == [] and shown == []
+    forged = Shown(alices.id, "ci", "active")
+    notice, *_ = admin_tab.on("any-token-confirm")(forged, bob)
+    assert notice == "Not allowed."
+    notice, table, *_ = admin_tab.on("token-confirm")(forged, bob)  # "mine": Bob owns none
+    assert "no longer active" in notice and table["data"] == []
+    assert service.list_all(ctx(ADMIN))[0].status(NOW) == "active"
+    _, notice, *_ = admin_tab.on("token-create")("x", 5, "", True, bob)
+    assert notice == "Not allowed."
+    assert service.list_mine(ctx(BOB)) == []
+
+
+def test_admins_see_owners_by_name_and_revoke_with_a_confirmation(service):
+    alice = User("https://idp.test", "alice", "alice@example.test", "Alice Staff", ("staff",))
+    service.create(ctx(alice), "ci", 5)
+    tab = Tab(service, ADMIN)
+    admin = request_for(ADMIN)
+    notice, table, shown, *_ = tab.on("all-tokens-refresh")(admin)
+    assert table["headers"][:3] == ["Owner", "E-mail", "Name"]
+    assert table["data"][0][:3] == ["Alice Staff", "alice@example.test", "ci"]
+    assert alice.key not in str(table)
+    chosen, *_ = tab.on("all-tokens-table", "select")(shown, admin, clicked(0))
+    pending, question, *_ = tab.on("any-token-revoke")(chosen, admin)
+    assert "Alice Staff" in question and "ci" in question
+    notice, table, *_ = tab.on("any-token-confirm")(pending, admin)
+    assert "revoked" in notice and table["data"][0][3] == "revoked"
