@@ -4,6 +4,8 @@ is refused sees a notice beside the chat, never a reply in the assistant's voice
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from playwright.sync_api import Page, expect
 
 from core.audit import LOGIN_REFUSED
@@ -16,6 +18,7 @@ from tests.e2e.idp_pages import Screenshot, sign_in
 def test_outsider_sees_refusal_page_and_gets_no_session(
     page: Page, idp: Idp, chat_app: ChatApp, screenshot: Screenshot
 ) -> None:
+    started = datetime.now(UTC)  # other journeys in this app refuse the outsider too
     page.goto(chat_app.url + "/")
     with page.expect_response(lambda r: "/auth/callback?" in r.url) as callback:
         sign_in(page, idp, OUTSIDER)
@@ -31,7 +34,7 @@ def test_outsider_sees_refusal_page_and_gets_no_session(
     assert chat_app.settings.session.cookie_name not in cookies
     assert chat_app.active_sessions(OUTSIDER) == []
     refused = chat_app.services.audit_log.query(
-        actor=chat_app.user_key(OUTSIDER), type=LOGIN_REFUSED
+        since=started, actor=chat_app.user_key(OUTSIDER), type=LOGIN_REFUSED
     )
     assert [r.outcome for r in refused.records] == ["group_not_allowed"]
 

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.chat_app import ChatApp
-from tests.e2e.chat_pages import ChatPage, sign_in_to_chat
+from tests.e2e.chat_pages import ChatPage, poll, sign_in_to_chat
 from tests.e2e.harness import STAFF, Idp
 from tests.e2e.idp_pages import Screenshot, sign_in
 
@@ -66,6 +66,6 @@ def test_a_draft_kept_for_someone_else_or_too_long_ago_is_dropped(
     page.evaluate(f"sessionStorage.setItem({KEPT!r}, {json.dumps(json.dumps(kept))})")
     chat.reload()
     expect(page.locator("#user-bar")).to_be_visible()
-    page.wait_for_function(f"sessionStorage.getItem({KEPT!r}) === null")  # looked at, then dropped
+    poll(page, f"sessionStorage.getItem({KEPT!r}) === null", "the draft was looked at", 10)
     expect(chat.message_box).to_have_value("")
     expect(page.locator("#signed-in-again")).to_have_count(0)
