@@ -27,6 +27,7 @@ from model.engine import (
 )
 from model.settings import GenerationSettings
 from model.types import ChatMessage, GenerationRequest, GenerationStats, TextDelta
+from webui.conversation_titles import auto_title
 from webui.i18n import text
 
 log = logging.getLogger("chat.service")
@@ -273,7 +274,7 @@ class ChatService:
             return
         try:
             if conversation_id is None:
-                conversation_id = self._history.create_conversation(owner, _title(message)).id
+                conversation_id = self._history.create_conversation(owner, auto_title(message)).id
             # The question and its empty "streaming" reply in one transaction, before any token:
             # whatever happens next, the conversation goes on alternating user, assistant.
             reply_id = self._history.start_turn(owner, conversation_id, message)
@@ -417,11 +418,6 @@ class ChatService:
 def _store_down(conversation_id: str | None, locale: str) -> ReplyUpdate:
     log.warning("turn refused: database unreachable")
     return ReplyUpdate(conversation_id, "", "refused", text("store_unavailable", locale))
-
-
-def _title(message: str) -> str:
-    first_line = message.splitlines()[0] if message else ""
-    return first_line[:60] or "New chat"
 
 
 def _saved_status(status: Status) -> SavedStatus:

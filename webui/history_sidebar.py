@@ -1,10 +1,12 @@
-"""The conversation sidebar: list, search, open, rename, delete, export links. Ownership is checked by the store."""
+"""The conversation sidebar: lists by day, search as you type, open, rename, delete, export links.
+Ownership is checked by the store."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import gradio as gr
@@ -14,35 +16,58 @@ from core.request_facts import current_user
 from webui.i18n import label, pick_locale, text
 
 log = logging.getLogger("chat.sidebar")
-Messages = list[dict[str, str]]
-# Replies that did not finish carry a mark (the i18n key is the status), as the live page shows
-# a stopped one.
-_MARKED = frozenset({"stopped", "interrupted"})
+Messages = list[dict[str, Any]]
+# The sidebar's sections, newest first: by the day (UTC) a conversation was last active.
+GROUPS = ("today", "yesterday", "earlier")
+# A reply that did not finish is followed by our notice saying so (an i18n key per status).
+_NOTICES = {
+    "stopped": "notice_stopped",
+    "interrupted": "notice_interrupted",
+    "error": "notice_error",
+}
 
 
 @dataclass
 class Sidebar:
     """The sidebar's components, for the chat page to wire to its own events."""
 
-    conversations: gr.Radio
+    groups: tuple[gr.Radio, ...]  # one list per GROUPS entry
+    empty: gr.Markdown  # "nothing found" / "no conversations yet"
     search: gr.Textbox
     title: gr.Textbox
     rename: gr.Button
     delete: gr.Button
     exports: gr.Markdown
 
+    @property
+    def listing(self) -> list[Any]:
+        """What a refresh of the list updates."""
+        return [*self.groups, self.empty]
 
-def build_sidebar(initial: list[Any]) -> Sidebar:
+
+def build_sidebar(initial: list[Any], locale: str, today: date) -> Sidebar:
     """The sidebar for one page load, listing `initial` (the user's newest conversations)."""
     search = gr.Textbox(
-        placeholder=label("search_placeholder"), show_label=False, elem_id="history-search"
+        placeholder=label("search_placeholder"),
+        show_label=False,
+        elem_id="history-search",
+        max_lines=1,
     )
-    conversations = gr.Radio(
-        choices=[(c.title, c.id) for c in initial],
-        label=label("history"),
-        elem_id="history-list",
-        interactive=True,
-    )
+    listed = listing_updates(initial, "", None, locale, today)
+    with gr.Column(elem_id="history-list"):
+        groups = tuple(
+            gr.Radio(
+                choices=update["choices"],
+                label=label(key),
+                elem_id=f"history-{key}",
+                interactive=True,
+                visible=update["visible"],
+            )
+            for key, update in zip(GROUPS, listed, strict=False)
+        )
+        empty = gr.Markdown(
+            listed[-1]["value"], elem_id="history-empty", visible=listed[-1]["visible"]
+        )
     with gr.Row():
         title = gr.Textbox(
             placeholder=label("rename_placeholder"), show_label=False, elem_id="history-title"
@@ -51,7 +76,44 @@ def build_sidebar(initial: list[Any]) -> Sidebar:
         rename = gr.Button(label("rename"), size="sm", elem_id="history-rename")
         delete = gr.Button(label("delete"), size="sm", variant="stop", elem_id="history-delete")
     exports = gr.Markdown(elem_id="history-export")
-    return Sidebar(conversations, search, title, rename, delete, exports)
+    return Sidebar(groups, empty, search, title, rename, delete, exports)
+
+
+def group_by_day(conversations: Iterable[Any], today: date) -> list[list[tuple[str, str]]]:
+    """(label, id) choices per GROUPS entry, each newest first; an earlier one shows its date."""
+    grouped: list[list[tuple[str, str]]] = [[] for _ in GROUPS]
+    for conversation in conversations:
+        day = _utc(conversation.updated_at).date()
+        if day >= today:
+            grouped[0].append((conversation.title, conversation.id))
+        elif day == today - timedelta(days=1):
+            grouped[1].append((conversation.title, conversation.id))
+        else:
+            grouped[2].append((f"{conversation.title} · {day.isoformat()}", conversation.id))
+    return grouped
+
+
+def listing_updates(
+    found: list[Any], query: str, current: str | None, locale: str, today: date
+) -> list[dict[str, Any]]:
+    """Updates for the group lists and the empty-list message: empty groups are hidden, and the
+    open conversation stays selected in its group."""
+    updates = [
+        gr.update(
+            choices=choices,
+            value=current if current in {cid for _, cid in choices} else None,
+            visible=bool(choices),
+        )
+        for choices in group_by_day(found, today)
+    ]
+    if found:
+        message = ""
+    elif query.strip():
+        message = text("no_matches", locale, query=escape_markdown(query.strip()[:80]))
+    else:
+        message = text("no_conversations", locale)
+    updates.append(gr.update(value=message, visible=bool(message)))
+    return updates
 
 
 def wire_sidebar(
@@ -60,31 +122,32 @@ def wire_sidebar(
     chatbot: gr.Chatbot,
     conversation: gr.State,
     export_base: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Callable[..., Any]:
     """Attach the sidebar's events; returns the refresh handler, which the page runs after each reply."""
 
-    def refresh(query: str, current: str | None, request: gr.Request) -> Any:
+    def refresh(query: str, current: str | None, request: gr.Request) -> list[dict[str, Any]]:
         user = current_user(request)
+        query = query or ""
         found = history.list_conversations(user.key, search=query or None, limit=100, offset=0)
-        choices = [(c.title, c.id) for c in found]
-        ids = {c.id for c in found}
-        return gr.update(choices=choices, value=current if current in ids else None)
+        return listing_updates(found, query, current, _locale(request), clock().date())
 
-    def open_conversation(
-        conversation_id: str | None, request: gr.Request
-    ) -> tuple[Messages, str | None, str, str]:
-        if not conversation_id:
-            return [], None, "", ""
-        user = current_user(request)
-        try:
-            found = history.get_conversation(user.key, conversation_id)
-        except LookupError:
-            gr.Warning(label("not_found"))
-            return [], None, "", ""
-        headers = getattr(request, "headers", None) or {}
-        locale = pick_locale(headers.get("accept-language"))
-        shown = shown_messages(found.messages, locale)
-        return shown, found.id, found.title, export_links(export_base, found.id)
+    def open_in(group: int) -> Callable[..., tuple[Any, ...]]:
+        def open_conversation(conversation_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+            # The other groups drop their selection: one conversation is open at a time.
+            others = tuple(gr.update() if i == group else None for i in range(len(GROUPS)))
+            if not conversation_id:
+                return [], None, "", "", *others
+            user = current_user(request)
+            try:
+                found = history.get_conversation(user.key, conversation_id)
+            except LookupError:
+                gr.Warning(label("not_found"))
+                return [], None, "", "", *others
+            shown = shown_messages(found.messages, _locale(request))
+            return shown, found.id, found.title, export_links(export_base, found.id), *others
+
+        return open_conversation
 
     def rename(conversation_id: str | None, title: str, request: gr.Request) -> None:
         user = current_user(request)
@@ -105,32 +168,56 @@ def wire_sidebar(
 
     private = {"api_visibility": "private"}
     listing = [sidebar.search, conversation]
-    sidebar.search.submit(refresh, listing, sidebar.conversations, **private)
-    sidebar.conversations.input(
-        open_conversation,
-        sidebar.conversations,
-        [chatbot, conversation, sidebar.title, sidebar.exports],
-        **private,
-    )
+    # As the person types; always_last: one search runs at a time, then the latest text is used.
+    sidebar.search.change(refresh, listing, sidebar.listing, trigger_mode="always_last", **private)
+    for index, group in enumerate(sidebar.groups):
+        group.input(
+            open_in(index),
+            group,
+            [chatbot, conversation, sidebar.title, sidebar.exports, *sidebar.groups],
+            **private,
+        )
     sidebar.rename.click(rename, [conversation, sidebar.title], None, **private).then(
-        refresh, listing, sidebar.conversations, **private
+        refresh, listing, sidebar.listing, **private
     )
     sidebar.delete.click(
         delete, conversation, [chatbot, conversation, sidebar.title, sidebar.exports], **private
-    ).then(refresh, listing, sidebar.conversations, **private)
+    ).then(refresh, listing, sidebar.listing, **private)
     return refresh
 
 
+def notice(words: str) -> dict[str, Any]:
+    """Our own words in the chat (a reply stopped, failed, cut short): a message of its own,
+    shown as a titled box, never part of the assistant's reply."""
+    return {"role": "assistant", "content": "", "metadata": {"title": words, "status": "done"}}
+
+
 def shown_messages(messages: Iterable[Any], locale: str) -> Messages:
-    """Stored messages as the chatbot shows them: a reply that did not finish says so."""
-    shown = []
+    """Stored messages as the chatbot shows them: a reply that did not finish is followed by a
+    notice that says so (an empty one is only the notice)."""
+    shown: Messages = []
     for message in messages:
-        content = message.content
-        if message.role == "assistant" and message.status in _MARKED:
-            mark = text(message.status, locale)
-            content = f"{content}\n\n{mark}" if content else mark
-        shown.append({"role": message.role, "content": content})
+        key = _NOTICES.get(message.status) if message.role == "assistant" else None
+        if message.content or key is None:
+            shown.append({"role": message.role, "content": message.content})
+        if key is not None:
+            shown.append(notice(text(key, locale)))
     return shown
+
+
+def _locale(request: gr.Request) -> str:
+    headers = getattr(request, "headers", None) or {}
+    return pick_locale(headers.get("accept-language"))
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time we store is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def escape_markdown(value: str) -> str:
+    """What the person typed, shown literally in a Markdown message."""
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~" else c for c in value)
 
 
 def export_links(base: str, conversation_id: str) -> str:

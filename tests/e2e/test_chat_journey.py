@@ -9,6 +9,7 @@ from __future__ import annotations
 from playwright.sync_api import Page, expect
 
 from tests.e2e.chat_app import ChatApp
+from tests.e2e.chat_messages import NOTICES, REPLIES
 from tests.e2e.chat_pages import settled_text, sign_in_to_chat
 from tests.e2e.harness import STAFF, Idp
 from tests.e2e.idp_pages import Screenshot
@@ -52,13 +53,16 @@ def test_staff_chats_stops_reloads_continues_renames_and_deletes(
     chat.expect_listed(FIRST)
     screenshot(page, "chat-reply-complete")
 
-    # Stop during the next (equally long) reply: it ends early and stops growing.
+    # Stop during the next (equally long) reply: it ends early, stops growing, and is followed by
+    # a notice of its own.
     reply = chat.send(SECOND)
     reply.wait_started(min_chars=30)
     chat.stop()
-    stopped = reply.wait_done()
+    reply.wait_done()
+    expect(page.locator(NOTICES)).to_have_text(["Reply stopped."])
+    stopped = settled_text(page.locator(REPLIES).last)
     page.wait_for_timeout(STILL_SECONDS * 1000)
-    assert settled_text(chat.bot_messages.last) == stopped, "the reply kept growing after Stop"
+    assert settled_text(page.locator(REPLIES).last) == stopped, "the reply kept growing after Stop"
     screenshot(page, "chat-reply-stopped")
     saved = saved_conversation(chat_app, FIRST).messages
     assert [(m.role, m.status) for m in saved] == [
@@ -72,8 +76,11 @@ def test_staff_chats_stops_reloads_continues_renames_and_deletes(
     # After a reload the conversation is in the sidebar, with the stopped reply, and continues.
     chat.reload()
     chat.expect_listed(FIRST)
-    chat.open_conversation(FIRST, turns=2)
-    reopened = settled_text(chat.bot_messages.last)
+    chat.conversations.filter(has_text=FIRST).click()
+    expect(chat.user_messages).to_have_count(2)
+    expect(page.locator(REPLIES)).to_have_count(2)
+    expect(page.locator(NOTICES)).to_have_text(["Reply stopped."])
+    reopened = settled_text(page.locator(REPLIES).last)
     assert letters(reopened).startswith(letters(stopped)[:12]), (stopped, reopened)
     screenshot(page, "chat-reopened")
     reply = chat.send(THIRD)

@@ -231,14 +231,18 @@ def test_after_an_interrupted_reply_the_next_turn_continues_the_conversation(sto
         ("assistant", "complete"),
     ]
     assert store.outcomes(CHAT_REPLY) == ["interrupted", "complete"]
-    # Reopened in the sidebar, the reply says it was cut short.
-    assert shown_messages(stored, "zh-CN")[1]["content"] == "Once upon a\n\n（因服务器重启而中断）"
-    shown = [m["content"] for m in shown_messages(stored, "en")]
+    # Reopened in the sidebar, the reply is followed by a notice that it was cut short.
+    notice = shown_messages(stored, "zh-CN")[2]
+    assert notice["metadata"]["title"] == "回复因服务器重启而中断。"
+    shown = [
+        (m["content"], m.get("metadata", {}).get("title")) for m in shown_messages(stored, "en")
+    ]
     assert shown == [
-        "tell me a story",
-        "Once upon a\n\n(interrupted by a server restart)",
-        "go on",
-        "You said: go on",  # a finished reply has no mark
+        ("tell me a story", None),
+        ("Once upon a", None),
+        ("", "Reply interrupted by a server restart."),
+        ("go on", None),
+        ("You said: go on", None),  # a finished reply has no notice
     ]
 
 
