@@ -14,7 +14,9 @@ What Gradio 6.31.0 keeps per browser tab (session hash), and its own bound on it
                                         a rendered one holds its whole page
     Queue.event_queue_per_concurrency_id  an EventQueue per rendered handler   none; the queue's loop
                                         (keyed on id(fn))                      counts them every 1 ms
-    Blocks.temp_file_sets (blocks.py)   a set per rendered component           none
+    Blocks.temp_file_sets (blocks.py)   a set per rendered component, and per  none
+                                        update of one's settings (which
+                                        replaces it in the tab)
     Queue.event_analytics               a dict per event, for the monitoring   10,000 events
                                         page (off here)
 
@@ -45,7 +47,7 @@ log = logging.getLogger("chat.gradio")
 
 WRITTEN_FOR = "6.31.0"  # the structures above were read from this release
 ANALYTICS_EVENTS = 100  # only Gradio's monitoring page reads them, and it is off
-_FILE_SETS_BATCH = 5000  # dropped components whose temp-file sets are taken out in one pass
+_FILE_SETS_BATCH = 100  # tabs dropped by the capacity before their temp-file sets are pruned
 _IDLE, _UNREAD, _ACTIVE = 0, 1, 2  # nothing pending; a result not yet read; queued or running
 
 
@@ -230,7 +232,8 @@ class _IdleFirstStateHolder(StateHolder):
     def __init__(self, victim: Callable[[Iterable[str], str], str | None]) -> None:
         super().__init__()
         self._pick = victim
-        self._file_sets_to_forget: set[int] = set()
+        self._dropped = 0  # tabs dropped since the temp-file sets were last pruned
+        self._pruned_at = 0  # len(blocks.temp_file_sets) after that pruning
 
     def update(self, session_id: str) -> None:
         with self.lock:
@@ -248,33 +251,33 @@ class _IdleFirstStateHolder(StateHolder):
             self.delete_state(session_id)
             state = self.session_data.pop(session_id)
             _forget_handlers(self.blocks, state)
-            self._file_sets_to_forget.update(_file_sets(self.blocks, state))
-            if len(self._file_sets_to_forget) >= _FILE_SETS_BATCH:
+            self._dropped += 1
+            if self._dropped >= _FILE_SETS_BATCH:
                 self.forget_file_sets()
         self.time_last_used.pop(session_id, None)
 
     def forget_file_sets(self) -> None:
-        """Take dropped tabs' components out of the page's list of temp-file sets, in one pass.
+        """Keep in the page's list of temp-file sets only those of live components: the page's
+        own and those of the tabs still held (the caller holds the lock). Rendering appends a set
+        for each component it builds, and so does an update of a rendered component's settings
+        (gr.update(choices=...)), which replaces that component in its tab; nothing takes them out.
 
-        A render running in a worker thread may append to the list meanwhile and lose its entry;
-        that only means delete_cache (not used here) would not clean that component's files."""
-        if self._file_sets_to_forget:
-            gone, self._file_sets_to_forget = self._file_sets_to_forget, set()
-            self.blocks.temp_file_sets = [
-                s for s in self.blocks.temp_file_sets if id(s) not in gone
-            ]
+        Skipped when no tab was dropped and the list has not grown since the last pass. A render
+        running in a worker thread meanwhile may lose its entries; that only means delete_cache
+        (not used here) would not clean those components' files."""
+        blocks = self.blocks
+        if not self._dropped and len(blocks.temp_file_sets) <= self._pruned_at:
+            return
+        live = _file_set_ids(blocks.blocks)
+        for state in self.session_data.values():
+            live |= _file_set_ids(state.blocks_config.blocks)
+        blocks.temp_file_sets = [s for s in blocks.temp_file_sets if id(s) in live]
+        self._dropped, self._pruned_at = 0, len(blocks.temp_file_sets)
 
 
-def _file_sets(blocks: gr.Blocks, state: SessionState) -> set[int]:
-    """ids of the temp-file sets of the components gr.render built for one tab: rendering appends
-    each to the page's `temp_file_sets`, and nothing takes them out (they stay alive, so ids stay
-    unique until forget_file_sets runs)."""
-    shared = blocks.blocks
-    return {
-        id(block.temp_files)
-        for block_id, block in state.blocks_config.blocks.items()
-        if shared.get(block_id) is not block and hasattr(block, "temp_files")
-    }
+def _file_set_ids(blocks: dict[int, Any]) -> set[int]:
+    """ids of the temp-file sets of `blocks` (alive while their components are, so unique)."""
+    return {id(block.temp_files) for block in blocks.values() if hasattr(block, "temp_files")}
 
 
 def _forget_handlers(blocks: gr.Blocks, state: SessionState) -> None:

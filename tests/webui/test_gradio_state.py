@@ -75,9 +75,19 @@ class Tab:
         [self.send_fn] = [
             d["id"] for d in rendered["dependencies"] if [send, "click"] in d["targets"]
         ]
+        [search] = [
+            c["id"] for c in rendered["components"] if c["props"].get("elem_id") == "history-search"
+        ]
+        [self.search_fn] = [
+            d["id"] for d in rendered["dependencies"] if [search, "change"] in d["targets"]
+        ]
 
     def send(self, text: str) -> httpx.Response:
         return join(self.client, self.session_hash, self.send_fn, [text, None])
+
+    def search(self, text: str) -> httpx.Response:
+        """Type in the history's search box: the list's choices are replaced for this tab."""
+        return join(self.client, self.session_hash, self.search_fn, [text, None])
 
 
 class Streaming:
@@ -161,13 +171,17 @@ def test_an_idle_tab_is_dropped_after_the_ttl_and_starts_afresh(page_server):
 
 def test_dropped_tabs_leave_nothing_behind(page_server):
     """The queue's per-handler timings and queues, and the page's temp-file sets, which gr.render
-    adds to for every tab, shrink back with the tabs."""
+    adds to for every tab (and every update of a rendered component's settings, which replaces it
+    in the tab), shrink back with the tabs."""
     chat, sessions = page_server(state_ttl_minutes=1, max_sessions=10)
     alice = chat.login("alice")
 
     def chat_from_new_tabs(names: list[str]) -> SessionCounts:
         for name in names:
-            assert Tab(alice, name).send("hello").status_code == 200
+            tab = Tab(alice, name)
+            assert tab.send("hello").status_code == 200
+            assert completed(alice, name)["success"]
+            assert tab.search("hel").status_code == 200  # updates the tab's own components
             assert completed(alice, name)["success"]
         settled(sessions)
         grown = sessions.counts()
