@@ -14,6 +14,7 @@ import gradio as gr
 from core.blocking_io import close_off_the_loop
 from core.history import History
 from core.request_facts import current_user
+from model.engine import QueuePlace
 from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
 from webui.chat_service import ChatService, ReplyUpdate
@@ -103,8 +104,10 @@ def chat_tab(
     locale: str,
 ) -> None:
     """The chat itself: sidebar of conversations, chat window, input and buttons."""
+    # On a phone the history is a drawer behind this switch, read by CSS (webui.chat_layout_css).
+    gr.Checkbox(label=label("history"), value=False, container=False, elem_id="history-toggle")
     with gr.Row():
-        with gr.Column(scale=1, min_width=220):
+        with gr.Column(scale=1, min_width=220, elem_id="history-drawer"):
             new = gr.Button(label("new_chat"), elem_id="new-chat")
             found = history.list_conversations(owner_key, limit=100)
             sidebar = build_sidebar(found, locale, datetime.now(UTC).date())
@@ -158,7 +161,7 @@ def chat_tab(
         # The page as it is (values, not prop updates), with Stop in place at once.
         yield shown, message, conversation_id, links, *running()
         mine = on_screen.claim()
-        updates = service.reply(ctx, conversation_id, message)
+        updates = service.reply(ctx, conversation_id, message, report_queue=True)
         try:
             for update in updates:
                 if mine is not None and not on_screen.holds(mine):
@@ -173,7 +176,7 @@ def chat_tab(
                 links = export_links(options.export_base, conversation_id)
                 # Every update says "running" again: a refused second send (Enter while a reply
                 # streams) sets the buttons idle, and the running reply takes them back.
-                buttons = running() if update.status == "streaming" else idle()
+                buttons = running() if update.status in ("queued", "streaming") else idle()
                 yield shown + turn, "", conversation_id, links, *buttons
         finally:
             on_screen.release(mine)
@@ -280,17 +283,31 @@ def present(update: ReplyUpdate, message: str, locale: str) -> tuple[Messages | 
 
     A reply that ended short is followed by a notice of its own, in the reader's language: what
     went wrong, or that it was stopped; a refusal, which leaves no turn to attach it to, is a toast.
+    Before its first words a reply is a notice too, with a spinner: its place in the engine's
+    line while it waits, then that the assistant is writing.
     """
     if update.status in ("refused", "rate_limited"):
         return None, update.notice
     turn: Messages = [{"role": "user", "content": message.strip()}]
-    if update.reply or update.status == "streaming":
+    if update.status == "queued" and update.queue is not None:
+        turn.append(notice(waiting_words(update.queue, locale), pending=True))
+    elif update.status == "streaming" and not update.reply:
+        turn.append(notice(text("typing", locale), pending=True))
+    elif update.reply or update.status == "streaming":
         turn.append({"role": "assistant", "content": update.reply})
     if update.status == "stopped":
         turn.append(notice(update.notice or text("notice_stopped", locale)))
     if update.status == "error":
         turn.append(notice(update.notice or text("engine_error", locale)))
     return turn, None
+
+
+def waiting_words(place: QueuePlace, locale: str) -> str:
+    """The waiting line: how many replies start first and about how long that takes."""
+    seconds = max(1, round(place.expected_wait))
+    if place.ahead == 0:
+        return text("queue_next", locale, seconds=seconds)
+    return text("queue_ahead", locale, ahead=place.ahead, seconds=seconds)
 
 
 def _display_when_saved(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from model.engine import (
     EngineError,
     GenerationStream,
     PromptTooLong,
+    QueuePlace,
 )
 from model.settings import GenerationSettings
 from model.types import ChatMessage, GenerationRequest, GenerationStats, TextDelta
@@ -38,11 +40,17 @@ log = logging.getLogger("chat.service")
 # than one per token or two, each write rewriting the whole reply so far.
 SAVE_INTERVAL_SECONDS = 1.0
 SAVE_EVERY_DELTAS = 8
+# Before its first token a reply may wait in the engine's line: the page is told its place this
+# often (the first look comes sooner: a reply that starts at once shows no line at all).
+QUEUE_POLL_SECONDS = 1.0
+FIRST_POLL_SECONDS = 0.25
+STOP_WAIT_SECONDS = 5.0  # how long a reply stopped in line waits for its reader thread to end
 
+# "queued": waiting in the engine's line (`queue` says where), only for callers that ask for it.
 # "rate_limited": a per-user limit (messages per minute, tokens per day); retry_after says when.
 # "refused": anything else that stopped the turn before it ran (policy, too long, busy, ...); a
 # busy engine's refusal says when to try again in retry_after too.
-Status = Literal["streaming", "complete", "stopped", "error", "refused", "rate_limited"]
+Status = Literal["queued", "streaming", "complete", "stopped", "error", "refused", "rate_limited"]
 SavedStatus = Literal["complete", "stopped", "error"]  # how a reply that started is kept
 
 
@@ -107,6 +115,7 @@ class ReplyUpdate:
     # Seconds until a "rate_limited" turn may be sent again, or until the busy engine that refused
     # (or dropped from its line) this turn expects a place: what an HTTP API says in Retry-After.
     retry_after: int | None = None
+    queue: QueuePlace | None = None  # a "queued" turn's place in the engine's line
 
 
 class ChatService:
@@ -134,9 +143,17 @@ class ChatService:
         self._generation = generation
 
     def reply(
-        self, ctx: TurnContext, conversation_id: str | None, message: str
+        self,
+        ctx: TurnContext,
+        conversation_id: str | None,
+        message: str,
+        report_queue: bool = False,
     ) -> Iterator[ReplyUpdate]:
-        """Stream one reply; closing the iterator stops generation and saves the reply as stopped."""
+        """Stream one reply; closing the iterator stops generation and saves the reply as stopped.
+
+        With `report_queue`, a reply waiting in the engine's line is reported as "queued" updates
+        (its place, about every QUEUE_POLL_SECONDS) until it starts.
+        """
         message = message.strip()
         if not message:
             yield ReplyUpdate(conversation_id, "", "refused", text("empty", ctx.locale))
@@ -170,7 +187,7 @@ class ChatService:
                 yield refusal
                 return
             held.enter_context(self._tracked())
-            yield from self._turn(ctx, conversation_id, message)
+            yield from self._turn(ctx, conversation_id, message, report_queue)
 
     def start_draining(self) -> None:
         """Refuse new turns (shutdown); turns already running go on."""
@@ -230,7 +247,7 @@ class ChatService:
         return None
 
     def _turn(
-        self, ctx: TurnContext, conversation_id: str | None, message: str
+        self, ctx: TurnContext, conversation_id: str | None, message: str, report_queue: bool
     ) -> Iterator[ReplyUpdate]:
         owner = ctx.user.key
         # The model's context comes from the database, never from what the browser sends.
@@ -285,7 +302,7 @@ class ChatService:
         except BaseException:
             stream.cancel()
             raise
-        yield from self._stream(ctx, conversation_id, reply_id, stream, message)
+        yield from self._stream(ctx, conversation_id, reply_id, stream, message, report_queue)
 
     def _stream(
         self,
@@ -294,17 +311,25 @@ class ChatService:
         reply_id: int,
         stream: GenerationStream,
         message: str,
+        report_queue: bool,
     ) -> Iterator[ReplyUpdate]:
         reply = ""
         status: Status = "streaming"  # until the stream ends, fails or is stopped
         deltas = iter(stream)
+        first: FirstDelta | None = None
         stats: GenerationStats | None = None
         try:
             # In the trail before generation: a crash cannot hide that the turn was asked.
             self._record_request(ctx, conversation_id, message, "started")
             yield ReplyUpdate(conversation_id, "", "streaming")
+            if report_queue:
+                # Engines admit a waiting request when its stream is read (the remote one
+                # sends it then): a reader thread waits for the first delta, and this thread
+                # reports the place in line meanwhile.
+                first = FirstDelta(deltas)
+                yield from _places_in_line(conversation_id, stream, first)
             saved_at, unsaved = self._clock(), 0
-            for delta in deltas:
+            for delta in first.then(deltas) if first is not None else deltas:
                 reply += delta.text
                 unsaved += 1
                 yield ReplyUpdate(conversation_id, reply, "streaming")
@@ -337,7 +362,7 @@ class ChatService:
             )
         finally:
             if stats is None:
-                stats = _run_out(stream, deltas)
+                stats = _run_out(stream, deltas, first)
             saved = _saved_status(status)
             # A stopped or failed reply is kept too, marked as such: nothing the user saw is lost,
             # not even to a database outage (the save then waits, in order, with its audit record).
@@ -424,10 +449,16 @@ def _saved_status(status: Status) -> SavedStatus:
     return "complete" if status == "complete" else "stopped" if status == "stopped" else "error"
 
 
-def _run_out(stream: GenerationStream, deltas: Iterator[TextDelta]) -> GenerationStats:
+def _run_out(
+    stream: GenerationStream, deltas: Iterator[TextDelta], first: FirstDelta | None = None
+) -> GenerationStats:
     """Stop the generation if it still runs and read its stream to the end, where the engine
     hands over the final stats (within a decoding step of the cancel: no fixed wait)."""
     stream.cancel()
+    if first is not None and not first.wait(STOP_WAIT_SECONDS):
+        # Its reader thread is still inside the stream: reading on here would race it.
+        log.error("a stream stopped in line did not end")
+        return stream.final or GenerationStats(finish_reason="cancelled")
     with contextlib.suppress(EngineError):  # already shown to the user, or a stop's own ending
         for _ in deltas:
             pass
@@ -460,3 +491,50 @@ def _notice(exc: EngineError, locale: str) -> str:
         "shutting_down": "shutting_down",
     }.get(_outcome(exc), "engine_error")
     return text(key, locale)
+
+
+class FirstDelta:
+    """Waits for a stream's first delta on a thread of its own, so that the turn can say where it
+    stands in the engine's line meanwhile (iterating blocks until the first token)."""
+
+    def __init__(self, deltas: Iterator[TextDelta]) -> None:
+        self._deltas = deltas
+        self._done = threading.Event()
+        self._delta: TextDelta | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._read, name="first-delta", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            self._delta = next(self._deltas, None)
+        except BaseException as exc:  # handed to the turn's thread, which handles it as before
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the first delta (or the end, or an error) has come."""
+        return self._done.wait(timeout)
+
+    def then(self, deltas: Iterator[TextDelta]) -> Iterator[TextDelta]:
+        """The first delta, then the rest of `deltas`; raises the reader's error. (A chain, not a
+        generator: dropping it on a stop must not close `deltas`, which the turn reads to its end.)"""
+        if self._error is not None:
+            raise self._error
+        return itertools.chain(() if self._delta is None else (self._delta,), deltas)
+
+
+def _places_in_line(
+    conversation_id: str, stream: GenerationStream, first: FirstDelta
+) -> Iterator[ReplyUpdate]:
+    """An update about every QUEUE_POLL_SECONDS until the first delta: "queued" with the place
+    while the stream waits for one, then "streaming" without text. Each is also where the caller
+    may close the turn (a stop, a new chat), which it cannot while the turn waits silently."""
+    timeout = FIRST_POLL_SECONDS
+    while not first.wait(timeout):
+        timeout = QUEUE_POLL_SECONDS
+        place = stream.queue_place()
+        if place is not None:
+            yield ReplyUpdate(conversation_id, "", "queued", queue=place)
+        else:
+            yield ReplyUpdate(conversation_id, "", "streaming")

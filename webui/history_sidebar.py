@@ -186,10 +186,12 @@ def wire_sidebar(
     return refresh
 
 
-def notice(words: str) -> dict[str, Any]:
-    """Our own words in the chat (a reply stopped, failed, cut short): a message of its own,
-    shown as a titled box, never part of the assistant's reply."""
-    return {"role": "assistant", "content": "", "metadata": {"title": words, "status": "done"}}
+def notice(words: str, pending: bool = False) -> dict[str, Any]:
+    """Our own words in the chat (a reply stopped, failed, cut short, or still to come): a message
+    of its own, shown as a titled box, never part of the assistant's reply; `pending` adds a
+    spinner (a reply waiting or about to be written)."""
+    status = "pending" if pending else "done"
+    return {"role": "assistant", "content": "", "metadata": {"title": words, "status": status}}
 
 
 def shown_messages(messages: Iterable[Any], locale: str) -> Messages:

@@ -147,10 +147,12 @@ class ChatPage:
         self.page.locator("#stop").click(force=True)
 
     def new_chat(self) -> None:
+        # Something in the box, which New chat clears: the only sign, when the chat is empty
+        # already, that its handler has run. A message sent before that would be the reply New
+        # chat takes the window from.
+        self.message_box.fill("(about to start a new chat)")
         self.page.locator("#new-chat").click()
         expect(self.bot_messages).to_have_count(0)
-        # The chat may have been empty already (a refused message leaves it as it was); the box,
-        # which keeps a refused message, is cleared by the same event.
         expect(self.message_box).to_have_value("")
 
     def conversation_titles(self) -> list[str]:

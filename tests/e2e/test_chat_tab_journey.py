@@ -1,6 +1,8 @@
 """Journey: the chat tab's own controls, in English and in Chinese, at desktop and phone sizes.
 
-Send is greyed out and Stop shown only while a reply runs; a stopped reply is followed by our notice
+Send is greyed out and Stop shown only while a reply runs; a reply waiting for the engine says where
+it stands in line, then that it is being written; on a phone the chat and the message box come first
+and the history is a drawer behind a switch; a stopped reply is followed by our notice
 in a box of its own (never inside the reply), live and when reopened; the chat window's Clear starts
 a new conversation; titles are the first message without its Markdown, listed under the day; the
 search filters as the person types and says so when nothing matches.
@@ -8,17 +10,21 @@ search filters as the person types and says so when nothing matches.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
 
+import pytest
 from playwright.sync_api import Page, expect
 
+from model.fake_engine import FakeEngine
 from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_messages import NOTICES, REPLIES
 from tests.e2e.chat_pages import ChatPage, settled_text, sign_in_to_chat
 from tests.e2e.harness import STAFF, Idp
 from tests.e2e.idp_pages import Screenshot
+from tests.webui.line_engine import LineEngine
 
 DESKTOP = {"width": 1366, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -186,3 +192,75 @@ def test_the_chat_tab_in_chinese(
     expect(chat.conversations).to_have_count(0)
     expect(page.locator("#history-empty")).to_have_text(f"没有与“没有这个 {marker}”匹配的对话。")
     shots(page, screenshot, "chat-tab-zh-CN-no-match")
+
+
+WAITING = {
+    "en-US": ("Waiting for a free slot: yours is next, about 30 s", "Conversations"),
+    "zh-CN": ("正在等待空闲位置：下一个就是您，约 30 秒", "历史对话"),
+}
+
+
+STOPPED = {"en-US": "Reply stopped.", "zh-CN": "回复已停止。"}
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_a_waiting_reply_says_where_it_stands_and_a_phone_shows_the_chat_first(
+    open_browser: Callable[..., Page],
+    idp: Idp,
+    chat_app: ChatApp,
+    screenshot: Screenshot,
+    monkeypatch: pytest.MonkeyPatch,
+    locale: str,
+) -> None:
+    waiting, history_switch = WAITING[locale]
+    # Behind the page, an engine with one slot, which another person's reply holds.
+    line = LineEngine(FakeEngine(delay=0.02, max_concurrent=1, seed=30.0))
+    monkeypatch.setattr(chat_app.services.engine, "_engine", line)
+    line.fake.gate.acquire()
+    page = open_browser(locale=locale, viewport=DESKTOP)
+    chat = sign_in_to_chat(page, idp, chat_app.url, STAFF)
+    chat.new_chat()
+    expect(page.locator("#history-toggle")).to_be_hidden()  # desktop: the history beside the chat
+    expect(page.locator("#history-search")).to_be_visible()
+
+    marker = uuid.uuid4().hex[:8]
+    reply = chat.send(f"queued {marker}")
+    expect(page.locator(NOTICES).last).to_have_text(waiting)
+    expect(page.locator(REPLIES)).to_have_count(0)  # the line is our notice, not a reply
+    expect_running(page)
+    shots(page, screenshot, f"chat-tab-{locale}-waiting")
+    line.fake.gate.release()  # the other reply ends: this one runs
+    assert reply.wait_done() == f"You said: queued {marker}"
+    expect(page.locator(NOTICES)).to_have_count(0)  # the waiting line is gone with the reply
+    expect_idle(page)
+
+    # Esc stops a reply, here one still waiting in line: it leaves the line, saved as stopped.
+    line.fake.gate.acquire()
+    chat.send(f"never mind {marker}")
+    # The estimate has learned from the reply that held the slot: only the seconds differ.
+    expect(page.locator(NOTICES).last).to_have_text(re.compile(waiting.replace("30", r"\d+")))
+    chat.message_box.press("Escape")
+    expect_idle(page)
+    expect(page.locator(NOTICES).last).to_have_text(STOPPED[locale])
+    assert line.fake.load.waiting == 0  # its place in line was given back
+    line.fake.gate.release()
+
+    # A phone: the chat window and the message box on the first screen, the history behind a switch.
+    page.set_viewport_size(PHONE)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    expect(page.locator("#history-search")).to_be_hidden()
+    switch = page.locator("#history-toggle")
+    expect(switch).to_be_visible()
+    expect(switch).to_contain_text(history_switch)
+    box = chat.message_box.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= PHONE["height"], box
+    send = page.locator("#send").bounding_box()
+    assert send is not None and send["y"] + send["height"] <= PHONE["height"], send
+    screenshot(page, f"chat-tab-{locale}-phone-chat")
+    switch.locator("input").check()
+    expect(page.locator("#history-search")).to_be_visible()
+    chat.expect_listed(f"queued {marker}")
+    screenshot(page, f"chat-tab-{locale}-phone-history")
+    switch.locator("input").uncheck()
+    expect(page.locator("#history-search")).to_be_hidden()
+    expect(chat.message_box).to_be_in_viewport()

@@ -3,6 +3,7 @@ never the assistant's words, and never inside the assistant's message."""
 
 from __future__ import annotations
 
+from model.engine import QueuePlace
 from webui.chat_page import present
 from webui.chat_service import ReplyUpdate
 
@@ -50,6 +51,20 @@ def test_streaming_and_complete_replies_have_no_notice():
         None,
     )
     started = present(ReplyUpdate("c1", "", "streaming"), "q", "en")[0]
-    assert started[-1] == {"role": "assistant", "content": ""}  # the reply's place, while it waits
+    # Before its first words the reply is a pending notice (a spinner), not an empty bubble.
+    assert replies(started) == [] and notices(started) == ["Writing a reply…"]
+    assert started[-1]["metadata"]["status"] == "pending"
     done = present(ReplyUpdate("c1", "All of it", "complete"), "q", "en")[0]
     assert notices(done) == [] and replies(done) == ["All of it"]
+
+
+def test_a_reply_waiting_in_line_shows_its_place_as_a_notice_in_the_readers_language():
+    two_ahead = ReplyUpdate("c1", "", "queued", queue=QueuePlace(ahead=2, expected_wait=39.6))
+    turn, toast = present(two_ahead, "hi", "zh-CN")
+    assert toast is None and replies(turn) == []
+    assert notices(turn) == ["正在等待空闲位置：前面还有 2 个回复，约 40 秒"]
+    assert turn[-1]["metadata"]["status"] == "pending"
+    next_one = ReplyUpdate("c1", "", "queued", queue=QueuePlace(ahead=0, expected_wait=12.2))
+    assert notices(present(next_one, "hi", "en")[0]) == [
+        "Waiting for a free slot: yours is next, about 12 s"
+    ]

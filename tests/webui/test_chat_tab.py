@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +15,15 @@ import httpx
 import pytest
 
 from core.identity import User
+from model.engine import QueuePlace
 from model.fake_engine import FakeEngine
 from model.settings import GenerationSettings
+from model.types import GenerationStats, TextDelta
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import create_database, migrate
-from tests.gradio_queue import completed, join
+from tests.gradio_queue import completed, join, messages
+from tests.webui.line_engine import LineEngine
 from webui.chat_page import ShownReply
 from webui.chat_service import ChatService, TurnContext
 from webui.conversation_titles import auto_title
@@ -256,3 +260,92 @@ def test_new_chat_takes_the_window_back_from_a_running_reply_and_waits_for_it_to
     started = time.monotonic()
     window.take_back(wait=0.2)  # a reply that never ends does not hold up the page for long
     assert time.monotonic() - started < 1 and not window.holds(second)
+
+
+def test_a_reply_waiting_for_the_engine_shows_its_place_in_line_then_the_reply(chat_server):
+    # One slot, taken; one more request in line before bob's: bob waits with one ahead of him.
+    engine = LineEngine(FakeEngine(delay=0.01, max_concurrent=1, seed=20.0))
+    chat = chat_server(engine)
+    gate = engine.fake.gate
+    gate.acquire()
+    earlier = gate.reserve()
+    tab = Tab(chat.login("bob"), "waiting-tab")
+    [fn] = [
+        d["id"]
+        for d in tab.dependencies
+        if [tab.ids["send"], "click"] in d["targets"] and d["outputs"]
+    ]
+    assert join(tab.client, tab.session_hash, fn, ["where do I stand?", None]).status_code == 200
+
+    seen: list[str] = []
+    for message in messages(tab.client, tab.session_hash):
+        shown = json.dumps(message.get("output", {}), ensure_ascii=False)
+        seen.append(shown)
+        if "Waiting for a free slot: 1 ahead of yours, about 40 s" in shown:
+            gate.unreserve(earlier)  # the one ahead leaves the line: bob is next
+        elif "Waiting for a free slot: yours is next, about 20 s" in shown and gate.running:
+            gate.release()  # the slot frees: bob's reply runs
+        if message.get("msg") == "process_completed":
+            break
+    waiting = [i for i, s in enumerate(seen) if "Waiting for a free slot" in s]
+    writing = [i for i, s in enumerate(seen) if "You said: where do I stand?" in s]
+    assert waiting and writing and waiting[-1] < writing[0], seen
+    assert any("yours is next" in s for s in seen), seen
+    final = message["output"]["data"][0]
+    assert final[-1]["content"] == [{"text": "You said: where do I stand?", "type": "text"}]
+    assert "Waiting" not in json.dumps(final)  # the waiting line is gone once the reply is there
+
+
+def test_scripts_are_not_sent_queued_updates_unless_they_ask(history):
+    engine = LineEngine(FakeEngine(max_concurrent=1))
+    service = ChatService(engine, history, AuditLog(history._db), GenerationSettings())
+    engine.fake.gate.acquire()
+    threading.Timer(1.5, engine.fake.gate.release).start()
+    statuses = [u.status for u in service.reply(TurnContext(ALICE), None, "plain")]
+    assert statuses[0] == "streaming" and "queued" not in statuses and statuses[-1] == "complete"
+
+
+class SlowFirstStream:
+    """Like the real engine's stream: `final` is set only when the iteration reaches its end
+    (after a cancel, within a step), never when the iterator is merely closed."""
+
+    def __init__(self) -> None:
+        self.final: GenerationStats | None = None
+        self._cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[TextDelta]:
+        return self._deltas()
+
+    def _deltas(self) -> Iterator[TextDelta]:
+        time.sleep(0.5)  # the first token comes after the first look at the line
+        while not self._cancelled.wait(0.01):
+            yield TextDelta("word ")
+        self.final = GenerationStats(finish_reason="cancelled")
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def queue_place(self) -> QueuePlace | None:
+        return None
+
+
+class OneStreamEngine:
+    def __init__(self, stream: SlowFirstStream) -> None:
+        self.stream = lambda request: stream
+
+
+def test_a_reply_stopped_after_its_first_token_is_read_to_its_end_for_its_stats(history, caplog):
+    stream = SlowFirstStream()
+    service = ChatService(
+        OneStreamEngine(stream), history, AuditLog(history._db), GenerationSettings()
+    )
+    updates = service.reply(TurnContext(ALICE), None, "go on", report_queue=True)
+    for update in updates:
+        if update.reply.count("word") >= 3:
+            break
+    updates.close()  # Stop
+    assert stream.final is not None and stream.final.finish_reason == "cancelled"
+    assert "without its final stats" not in caplog.text
+    [conversation] = history.list_conversations(ALICE.key)
+    saved = history.get_conversation(ALICE.key, conversation.id).messages
+    assert saved[-1].status == "stopped" and saved[-1].content.startswith("word word word")
