@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from webui.i18n import EN, pick_locale, text
+from webui.page_scripts import script_tag
 
 SCRIPT_PATH = "/page-title.js"
 
@@ -45,4 +46,4 @@ def page_title_router(configured: str) -> APIRouter:
 
 def page_title_head(base_url: str) -> str:
     """The tag for Gradio's `head`."""
-    return f'<script src="{base_url}{SCRIPT_PATH}"></script>'
+    return script_tag(base_url, SCRIPT_PATH)

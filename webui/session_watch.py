@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter
-from fastapi.responses import Response
 
 from webui.i18n import text
+from webui.page_scripts import script_route, script_tag
 
 SCRIPT_PATH = "/session-watch.js"
 KEEP_DRAFT_MS = 15 * 60 * 1000
@@ -92,7 +92,6 @@ _SCRIPT = """(() => {
 
 def session_watch_router(base_url: str) -> APIRouter:
     """GET /session-watch.js (behind the gate like every page asset)."""
-    router = APIRouter()
     notices = {
         "en": text("signed_in_again", "en"),
         "zh": text("signed_in_again", "zh-CN"),
@@ -104,14 +103,9 @@ def session_watch_router(base_url: str) -> APIRouter:
         "notices": json.dumps(notices, ensure_ascii=False),
         "keep_ms": KEEP_DRAFT_MS,
     }
-
-    @router.get(SCRIPT_PATH, include_in_schema=False)
-    async def session_watch() -> Response:
-        return Response(body, media_type="text/javascript")
-
-    return router
+    return script_route(SCRIPT_PATH, body)
 
 
 def session_watch_head(base_url: str) -> str:
     """The tag for Gradio's `head`; an own-origin file, so the CSP's script-src 'self' allows it."""
-    return f'<script src="{base_url}{SCRIPT_PATH}"></script>'
+    return script_tag(base_url, SCRIPT_PATH)

@@ -8,7 +8,8 @@ composing (there Esc cancels the composition, as people typing Chinese expect).
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+
+from webui.page_scripts import script_route, script_tag
 
 SCRIPT_PATH = "/stop-key.js"
 
@@ -26,15 +27,9 @@ _SCRIPT = """(() => {
 
 def stop_key_router() -> APIRouter:
     """GET /stop-key.js: the page's Esc listener."""
-    router = APIRouter()
-
-    @router.get(SCRIPT_PATH, include_in_schema=False)
-    async def stop_key() -> Response:
-        return Response(_SCRIPT, media_type="text/javascript")
-
-    return router
+    return script_route(SCRIPT_PATH, _SCRIPT)
 
 
 def stop_key_head(base_url: str) -> str:
     """The tag for Gradio's `head`."""
-    return f'<script src="{base_url}{SCRIPT_PATH}"></script>'
+    return script_tag(base_url, SCRIPT_PATH)
