@@ -29,6 +29,9 @@ TOKEN_CREATED = "token.created"
 TOKEN_REVOKED = "token.revoked"
 TOKEN_REFUSED = "token.refused"
 RETENTION_PURGED = "retention.purged"
+# A conversation deleted by its owner (hidden at once, purged after the undo window), or restored.
+CONVERSATION_DELETED = "conversation.deleted"
+CONVERSATION_RESTORED = "conversation.restored"
 
 EVENT_TYPES = (
     LOGIN_SUCCESS,
@@ -48,6 +51,8 @@ EVENT_TYPES = (
     TOKEN_REVOKED,
     TOKEN_REFUSED,
     RETENTION_PURGED,
+    CONVERSATION_DELETED,
+    CONVERSATION_RESTORED,
 )
 
 

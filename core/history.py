@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 Role = Literal["user", "assistant", "system"]
@@ -14,6 +14,10 @@ Status = Literal["streaming", "complete", "stopped", "error", "interrupted"]
 ROLES = frozenset({"user", "assistant", "system"})
 STATUSES = frozenset({"streaming", "complete", "stopped", "error", "interrupted"})
 DEFAULT_TITLE = "New conversation"
+# How long a deleted conversation can be restored (the sidebar's Undo line shows this long); after
+# it the conversation and its messages are purged: at the owner's next delete, or by the retention
+# job's sweep of deleted conversations (store/retention_job.py), whichever comes first.
+UNDO_WINDOW = timedelta(seconds=20)
 MAX_TITLE = 200
 
 
@@ -24,12 +28,20 @@ class ConversationNotFound(LookupError):
         super().__init__("conversation not found")
 
 
+class NoTurnToReplace(Exception):
+    """The conversation does not end with a finished question and reply (nothing to redo)."""
+
+    def __init__(self) -> None:
+        super().__init__("no finished turn to replace")
+
+
 @dataclass(frozen=True)
 class Message:
     role: str
     content: str
     status: str
     created_at: datetime
+    notice: str | None = None  # why a reply ended short: an i18n key, translated when shown
 
 
 @dataclass(frozen=True)
@@ -70,13 +82,35 @@ class History(Protocol):
         """Save the user's message and an empty "streaming" reply together; the reply's id."""
         ...
 
+    def replace_last_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
+        """Replace the last question and its finished reply by `user_text` and an empty
+        "streaming" reply, together; the reply's id (NoTurnToReplace if there is none)."""
+        ...
+
     def update_message(
-        self, owner_key: str, conversation_id: str, message_id: int, content: str, status: str
+        self,
+        owner_key: str,
+        conversation_id: str,
+        message_id: int,
+        content: str,
+        status: str,
+        notice: str | None = None,
     ) -> None: ...
 
     def rename(self, owner_key: str, conversation_id: str, title: str) -> None: ...
 
-    def delete(self, owner_key: str, conversation_id: str) -> None: ...
+    @property
+    def undo_window(self) -> timedelta:
+        """How long after a delete `restore` still brings the conversation back."""
+        ...
+
+    def delete(self, owner_key: str, conversation_id: str) -> ConversationSummary:
+        """Hide the conversation from its owner at once; restorable for `undo_window`."""
+        ...
+
+    def restore(self, owner_key: str, conversation_id: str) -> ConversationSummary:
+        """Undo a delete within `undo_window`; later (or not deleted, or not theirs): not found."""
+        ...
 
     def export_markdown(self, owner_key: str, conversation_id: str) -> str: ...
 

@@ -5,22 +5,31 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.audit import NOT_FOUND, RETENTION_PURGED, AuditEvent, AuditSink
+from core.audit import (
+    CONVERSATION_DELETED,
+    CONVERSATION_RESTORED,
+    NOT_FOUND,
+    RETENTION_PURGED,
+    AuditEvent,
+    AuditSink,
+)
 from core.history import (
     DEFAULT_TITLE,
     ROLES,
     STATUSES,
+    UNDO_WINDOW,
     Conversation,
     ConversationNotFound,
     ConversationSummary,
     Message,
+    NoTurnToReplace,
     Role,
     Status,
     clean_title,
@@ -41,10 +50,12 @@ class ChatHistory:
         database: Database,
         audit: AuditSink,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        undo_window: timedelta = UNDO_WINDOW,
     ) -> None:
         self._db = database
         self._audit = audit
         self._clock = clock
+        self.undo_window = undo_window  # how long a delete can be undone (core.history)
         # Replies this process is writing: their leases are renewed until the final save.
         self._live: set[int] = set()
         self._live_lock = threading.Lock()
@@ -66,8 +77,10 @@ class ChatHistory:
         self, owner_key: str, search: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ConversationSummary]:
         """The owner's conversations, most recently updated first; `search` matches titles and
-        message text, case-insensitively, with % and _ taken literally."""
-        statement = select(ConversationRow).where(ConversationRow.owner_key == owner_key)
+        message text, case-insensitively, with % and _ taken literally. Deleted ones are left out."""
+        statement = select(ConversationRow).where(
+            ConversationRow.owner_key == owner_key, ConversationRow.deleted_at.is_(None)
+        )
         if search and search.strip():
             pattern = contains_pattern(search.strip())
             in_messages = exists().where(
@@ -102,7 +115,8 @@ class ChatHistory:
                     created_at=row.created_at,
                     updated_at=row.updated_at,
                     messages=tuple(
-                        Message(m.role, m.content, m.status, m.created_at) for m in messages
+                        Message(m.role, m.content, m.status, m.created_at, m.notice)
+                        for m in messages
                     ),
                 )
         self._not_found(owner_key, conversation_id, "get")
@@ -150,6 +164,36 @@ class ChatHistory:
             self._live.add(reply_id)
         return reply_id
 
+    def replace_last_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
+        """Replace the conversation's last question and its finished reply with `user_text` and
+        an empty "streaming" reply, in one transaction (regenerate, or edit the last message);
+        the new reply's id. NoTurnToReplace if the conversation does not end with a finished turn."""
+        now = self._clock()
+        with self._db.write() as session:
+            if not _touch(session, owner_key, conversation_id, now):
+                reply_id = None
+            else:
+                last = session.scalars(
+                    select(MessageRow)
+                    .where(MessageRow.conversation_id == conversation_id)
+                    .order_by(MessageRow.id.desc())
+                    .limit(2)
+                ).all()
+                if not _is_finished_turn(last):
+                    raise NoTurnToReplace()
+                session.execute(delete(MessageRow).where(MessageRow.id.in_([m.id for m in last])))
+                session.add(_message(conversation_id, "user", user_text, "complete", now))
+                session.flush()
+                reply = _message(conversation_id, "assistant", "", "streaming", now)
+                session.add(reply)
+                session.flush()
+                reply_id = reply.id
+        if reply_id is None:
+            self._not_found(owner_key, conversation_id, "replace_last_turn")
+        with self._live_lock:
+            self._live.add(reply_id)
+        return reply_id
+
     def update_message(
         self,
         owner_key: str,
@@ -157,9 +201,11 @@ class ChatHistory:
         message_id: int,
         content: str,
         status: Status,
+        notice: str | None = None,
     ) -> None:
-        """Replace a message's content and status (a reply's partial text, then its final state);
-        owner-checked like every write. Any status but "streaming" ends this process's lease."""
+        """Replace a message's content and status (a reply's partial text, then its final state,
+        with the key of the notice that says why it ended short); owner-checked like every write.
+        Any status but "streaming" ends this process's lease."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {sorted(STATUSES)}")
         now = self._clock()
@@ -172,7 +218,7 @@ class ChatHistory:
                             MessageRow.id == message_id,
                             MessageRow.conversation_id == conversation_id,
                         )
-                        .values(content=content, status=status, saved_at=now)
+                        .values(content=content, status=status, saved_at=now, notice=notice)
                     ).rowcount
                 )
         finally:
@@ -192,7 +238,9 @@ class ChatHistory:
             result = session.execute(
                 update(ConversationRow)
                 .where(
-                    ConversationRow.id == conversation_id, ConversationRow.owner_key == owner_key
+                    ConversationRow.id == conversation_id,
+                    ConversationRow.owner_key == owner_key,
+                    ConversationRow.deleted_at.is_(None),
                 )
                 .values(title=clean_title(title))
             )
@@ -200,20 +248,29 @@ class ChatHistory:
                 return
         self._not_found(owner_key, conversation_id, "rename")
 
-    def delete(self, owner_key: str, conversation_id: str) -> None:
+    def delete(self, owner_key: str, conversation_id: str) -> ConversationSummary:
+        """Hide the conversation from its owner at once (restorable for the undo window), and
+        purge the owner's conversations deleted longer ago than that; the one deleted."""
+        now = self._clock()
         with self._db.write() as session:
-            owned = select(ConversationRow.id).where(
-                ConversationRow.id == conversation_id, ConversationRow.owner_key == owner_key
-            )
-            session.execute(delete(MessageRow).where(MessageRow.conversation_id.in_(owned)))
-            result = session.execute(
-                delete(ConversationRow).where(
-                    ConversationRow.id == conversation_id, ConversationRow.owner_key == owner_key
-                )
-            )
-            if result.rowcount:
-                return
-        self._not_found(owner_key, conversation_id, "delete")
+            live = ConversationRow.deleted_at.is_(None)
+            deleted = _mark(session, owner_key, conversation_id, live, now)
+            purged = _purge_deleted(session, now - self.undo_window, owner_key)
+        if deleted is None:
+            self._not_found(owner_key, conversation_id, "delete")
+        self._record(CONVERSATION_DELETED, owner_key, deleted.id, "deleted", purged)
+        return deleted
+
+    def restore(self, owner_key: str, conversation_id: str) -> ConversationSummary:
+        """Bring back a conversation deleted less than the undo window ago."""
+        now = self._clock()
+        within = ConversationRow.deleted_at > now - self.undo_window
+        with self._db.write() as session:
+            restored = _mark(session, owner_key, conversation_id, within, None)
+        if restored is None:
+            self._not_found(owner_key, conversation_id, "restore")
+        self._record(CONVERSATION_RESTORED, owner_key, restored.id, "restored", (0, 0))
+        return restored
 
     def export_markdown(self, owner_key: str, conversation_id: str) -> str:
         return to_markdown(self.get_conversation(owner_key, conversation_id))
@@ -234,20 +291,44 @@ class ChatHistory:
             count = session.execute(
                 delete(ConversationRow).where(ConversationRow.updated_at < cutoff)
             ).rowcount
-        if count:
-            self._audit.record(
-                AuditEvent(
-                    type=RETENTION_PURGED,
-                    outcome="purged",
-                    details={
-                        "scope": "history",
-                        "conversations": count,
-                        "messages": messages,
-                        "cutoff": cutoff.isoformat(),
-                    },
-                )
-            )
+        self._record_purge("history", count, messages, cutoff)
         return count
+
+    def purge_deleted(self) -> int:
+        """Delete for good every conversation (and its messages) deleted longer ago than the
+        undo window; returns how many. The retention job runs it every minute or so."""
+        cutoff = self._clock() - self.undo_window
+        with self._db.write() as session:
+            count, messages = _purge_deleted(session, cutoff)
+        self._record_purge("deleted_conversations", count, messages, cutoff)
+        return count
+
+    def _record_purge(self, scope: str, count: int, messages: int, cutoff: datetime) -> None:
+        if count:
+            details = {
+                "scope": scope,
+                "conversations": count,
+                "messages": messages,
+                "cutoff": cutoff.isoformat(),
+            }
+            self._audit.record(AuditEvent(type=RETENTION_PURGED, outcome="purged", details=details))
+
+    def _record(
+        self, event: str, owner_key: str, conversation_id: str, outcome: str, purged: tuple
+    ) -> None:
+        # No title: it is the owner's words, and the audit trail outlives the conversation.
+        details = {"undo_seconds": int(self.undo_window.total_seconds())}
+        if purged[0]:
+            details |= {"purged_conversations": purged[0], "purged_messages": purged[1]}
+        self._audit.record(
+            AuditEvent(
+                type=event,
+                actor=owner_key,
+                target=conversation_id,
+                outcome=outcome,
+                details=details,
+            )
+        )
 
     def _not_found(self, owner_key: str, conversation_id: str, action: str) -> NoReturn:
         self._audit.record(
@@ -263,18 +344,70 @@ class ChatHistory:
 
 
 def _owned(owner_key: str, conversation_id: str):
+    """The owner's conversation, unless deleted: a deleted one is as missing as another's."""
     return select(ConversationRow).where(
-        ConversationRow.id == conversation_id, ConversationRow.owner_key == owner_key
+        ConversationRow.id == conversation_id,
+        ConversationRow.owner_key == owner_key,
+        ConversationRow.deleted_at.is_(None),
     )
 
 
 def _touch(session: Session, owner_key: str, conversation_id: str, now: datetime) -> bool:
     result = session.execute(
         update(ConversationRow)
-        .where(ConversationRow.id == conversation_id, ConversationRow.owner_key == owner_key)
+        .where(
+            ConversationRow.id == conversation_id,
+            ConversationRow.owner_key == owner_key,
+            # A deleted conversation takes no more messages: a reply still streaming into it stops.
+            ConversationRow.deleted_at.is_(None),
+        )
         .values(updated_at=now)
     )
     return bool(result.rowcount)
+
+
+def _is_finished_turn(newest_first: Sequence[MessageRow]) -> bool:
+    """The last two messages are a question and a reply that is no longer being written."""
+    if len(newest_first) != 2:
+        return False
+    reply, question = newest_first
+    return question.role == "user" and reply.role == "assistant" and reply.status != "streaming"
+
+
+def _mark(
+    session: Session,
+    owner_key: str,
+    conversation_id: str,
+    condition: ColumnElement[bool],
+    deleted_at: datetime | None,
+) -> ConversationSummary | None:
+    """Set the owner's conversation's deleted_at where `condition` holds; None if nothing did."""
+    owned = (ConversationRow.id == conversation_id, ConversationRow.owner_key == owner_key)
+    changed = session.execute(
+        update(ConversationRow).where(*owned, condition).values(deleted_at=deleted_at)
+    ).rowcount
+    if not changed:
+        return None
+    row = session.scalar(select(ConversationRow).where(*owned))
+    return _summary(row) if row is not None else None
+
+
+def _purge_deleted(
+    session: Session, cutoff: datetime, owner_key: str | None = None
+) -> tuple[int, int]:
+    """Delete conversations deleted at or before `cutoff` (only `owner_key`'s, if given) and
+    their messages; (conversations, messages)."""
+    expired = select(ConversationRow.id).where(ConversationRow.deleted_at <= cutoff)
+    if owner_key is not None:
+        expired = expired.where(ConversationRow.owner_key == owner_key)
+    ids = list(session.scalars(expired))
+    if not ids:
+        return 0, 0
+    messages = session.execute(
+        delete(MessageRow).where(MessageRow.conversation_id.in_(ids))
+    ).rowcount
+    count = session.execute(delete(ConversationRow).where(ConversationRow.id.in_(ids))).rowcount
+    return count, messages
 
 
 def _message(

@@ -61,6 +61,8 @@ class ConversationRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Set by a delete: hidden from its owner at once, restorable until purged after the undo window.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
     __table_args__ = (Index("ix_conversations_owner_updated", "owner_key", "updated_at"),)
 
@@ -80,6 +82,18 @@ class MessageRow(Base):
     # Last write of content or status; a streaming reply's lease (store/reply_recovery.py).
     # NULL on rows written before the column existed, none of which is streaming.
     saved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Why a reply ended short (an i18n key such as "engine_error"), translated when shown.
+    notice: Mapped[str | None] = mapped_column(String(32))
+
+
+class UserPreferenceRow(Base):
+    """What a person chose for themselves (the page language), kept across browsers and devices."""
+
+    __tablename__ = "user_preferences"
+
+    user_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class AuditRow(Base):

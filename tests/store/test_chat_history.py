@@ -95,7 +95,7 @@ def test_rename_cleans_the_title(history):
     assert history.get_conversation(ALICE, conversation.id).title == "New conversation"
 
 
-def test_delete_removes_the_conversation_and_its_messages(history, database):
+def test_delete_removes_the_conversation_and_its_messages(history, database, clock):
     conversation = history.create_conversation(ALICE, "bye")
     history.append_message(ALICE, conversation.id, "user", "secret plans")
 
@@ -104,6 +104,9 @@ def test_delete_removes_the_conversation_and_its_messages(history, database):
     with pytest.raises(ConversationNotFound):
         history.get_conversation(ALICE, conversation.id)
     assert history.search(ALICE, "secret plans") == []
+    # Hidden at once; purged for good once the undo window is over.
+    clock.advance(seconds=history.undo_window.total_seconds())
+    assert history.purge_deleted() == 1
     with database.read() as session:
         left = session.execute(text("SELECT count(*) FROM messages")).scalar_one()
     assert left == 0
