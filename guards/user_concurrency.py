@@ -35,6 +35,8 @@ class GenerationLocks(Protocol):
 
     def release(self, key: str, token: str) -> None: ...
 
+    def held(self, key: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -60,6 +62,10 @@ class MemoryGenerationLocks:
             if self._held.get(key, ("", 0.0))[0] == token:
                 del self._held[key]
 
+    def held(self, key: str) -> bool:
+        with self._lock:
+            return self._held.get(key, ("", 0.0))[1] > self._clock()
+
     def close(self) -> None:
         return None
 
@@ -84,6 +90,10 @@ class RedisGenerationLocks:
     @reaches_shared_state
     def release(self, key: str, token: str) -> None:
         self._release(keys=[self._prefix + key], args=[token])
+
+    @reaches_shared_state
+    def held(self, key: str) -> bool:
+        return bool(self._redis.exists(self._prefix + key))
 
     def close(self) -> None:
         self._redis.close()
@@ -120,6 +130,11 @@ class UserConcurrency:
             yield
         finally:
             self._release(user_key, token)
+
+    def running(self, user_key: str) -> bool:
+        """Does the user have a reply being generated now (here or on another replica)?
+        Raises SharedStateUnavailable."""
+        return self._locks.held(user_key)
 
     def _release(self, user_key: str, token: str) -> None:
         try:
