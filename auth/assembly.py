@@ -28,6 +28,8 @@ from auth.session_manager import SessionManager
 from auth.settings import OidcSettings, SessionSettings, Site
 from auth.token_checks import OneTimeIds, TokenVerifier
 from core.audit import AuditSink
+from core.locale import LanguageCookie
+from core.preferences import UserPreferences
 from core.sessions import SessionStore
 
 log = logging.getLogger("chat.auth")
@@ -124,6 +126,8 @@ def build_auth(
     logout_token_ids: OneTimeIds | None = None,
     authenticators: Iterable[RequestAuthenticator] = (),
     token_policy: TokenPolicy | None = None,
+    preferences: UserPreferences | None = None,
+    language_cookie: LanguageCookie | None = None,
     extra_public_paths: Iterable[str] = (),
 ) -> AuthParts:
     """The login/callback/logout/back-channel routes and the gate middleware, for the caller to place.
@@ -153,6 +157,8 @@ def build_auth(
         audit=audit,
         clock=clock,
         token_policy=token_policy,
+        preferences=preferences,  # a stored language choice re-sets the language cookie
+        language_cookie=language_cookie,
     )
     gate = Middleware(
         AuthGate,

@@ -14,7 +14,7 @@ import flask
 import jinja2
 
 from auth.page_text import AUTH_TEXT
-from core.locale import pick_locale
+from core.locale import request_locale
 
 _CSS = """
 body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0; color: #1f2937; }
@@ -130,7 +130,7 @@ def install_pages(app: flask.Flask, demo_names: Mapping[str, str]) -> None:
 
     @app.context_processor
     def page_language() -> dict[str, object]:
-        locale = pick_locale(flask.request.headers.get("Accept-Language"))
+        locale = request_locale(flask.request)
 
         def t(text: str, **values: object) -> str:
             said = AUTH_TEXT.translate(text, locale)

@@ -36,6 +36,8 @@ from core.audit import (
 )
 from core.blocking_io import run_blocking
 from core.identity import User
+from core.locale import LanguageCookie
+from core.preferences import UserPreferences
 from core.request_facts import RequestFacts, facts_of
 from core.sessions import Session
 from guards.origin_check import origin_of
@@ -79,6 +81,8 @@ class OidcLogin:
         audit: AuditSink,
         clock: Callable[[], datetime],
         token_policy: TokenPolicy | None = None,
+        preferences: UserPreferences | None = None,
+        language_cookie: LanguageCookie | None = None,
     ) -> None:
         self._oidc = oidc
         self._base_url = base_url
@@ -88,6 +92,8 @@ class OidcLogin:
         self._audit = audit
         self._clock = clock
         self._token_policy = token_policy
+        self._preferences = preferences
+        self._language_cookie = language_cookie or LanguageCookie()
         self.provider: OidcProvider | None = None
         self.verifier: TokenVerifier | None = None
 
@@ -173,6 +179,8 @@ class OidcLogin:
             return await self._refuse(
                 request, decision.reason, status=403, message=decision.message, actor=actor
             )
+        # Read before the session starts: a database that cannot answer fails the sign-in cleanly.
+        chosen = await self._chosen_language(decision.key)
         sid = claims.get("sid")
         session = await run_blocking(
             self._sign_in,
@@ -187,7 +195,20 @@ class OidcLogin:
         response.headers["Cache-Control"] = "no-store"
         self._sessions.cookie.clear_login_state(response)
         self._sessions.cookie.set(response, session.id)
+        if self._preferences is not None:
+            # The person's own choice on every browser they use; none: the browser's language,
+            # never the choice of whoever used this browser before.
+            if chosen is not None:
+                self._language_cookie.set(response, chosen)
+            else:
+                self._language_cookie.clear(response)
         return response
+
+    async def _chosen_language(self, user_key: str) -> str | None:
+        """The page language the person saved (core.preferences), if any."""
+        if self._preferences is None:
+            return None
+        return await run_blocking(self._preferences.language, user_key)
 
     def _sign_in(
         self,

@@ -6,15 +6,14 @@ import gradio as gr
 
 from core.request_facts import current_user, facts_of
 from webui.chat_service import TurnContext
-from webui.i18n import pick_locale
+from webui.i18n import request_locale
 
 
 def turn_context(request: gr.Request) -> TurnContext:
     facts = facts_of(request)
-    headers = getattr(request, "headers", None) or {}
     return TurnContext(
         user=current_user(request),  # the user the auth gate attached, never one the client named
         ip=facts.client_ip,
         request_id=facts.request_id,
-        locale=pick_locale(headers.get("accept-language")),
+        locale=request_locale(request),
     )

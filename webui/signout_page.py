@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from core.request_facts import csrf_token
-from webui.i18n import pick_locale, text
+from webui.i18n import request_locale, text
 
 _PAGE = """<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -32,7 +32,7 @@ def signout_router(base_url: str) -> APIRouter:
     @router.get("/signout", include_in_schema=False)
     async def signout(request: Request) -> Response:
         token = csrf_token(request)  # NotAuthenticated without a cookie session: the app's 401
-        locale = pick_locale(request.headers.get("accept-language"))
+        locale = request_locale(request)
         body = _PAGE.format(
             lang=locale,
             title=escape(text("logout_confirm", locale)),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import logging
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.locale import locale_of
 from core.request_facts import facts_of
-from webui.i18n import pick_locale, text
+from webui.i18n import text
 
 log = logging.getLogger("chat.gradio")
 
@@ -32,7 +32,7 @@ class StreamErrorFilter:
         if scope["type"] != "http" or not scope.get("path", "").endswith(_STREAM_PATH):
             await self.app(scope, receive, send)
             return
-        locale = pick_locale(Headers(scope=scope).get("accept-language"))
+        locale = locale_of(scope)
         request_id = facts_of(scope).request_id
         pending = b""
 
