@@ -30,6 +30,8 @@ from config import Settings
 from core.audit import AuditSink
 from core.blocking_io import run_blocking
 from core.history import History
+from core.locale import LanguageCookie
+from core.preferences import UserPreferences
 from core.request_facts import NotAuthenticated, not_authenticated
 from core.sessions import MemorySessionStore, SessionStore
 from core.store_outage import Writes
@@ -46,6 +48,7 @@ from guards.outages import OutageMiddleware
 from guards.rate_limit_middleware import RateLimitMiddleware
 from guards.rate_limits import RateLimiter
 from guards.security_headers import SecurityHeadersMiddleware
+from guards.stop_requests import MemoryStopCounters, StopRequests
 from guards.user_concurrency import UserConcurrency
 from model.engine import Engine
 from store.api_tokens import ApiTokenStore
@@ -56,8 +59,10 @@ from webui.chat_page import PageOptions, build_chat_page
 from webui.chat_service import ChatService, TurnGuards
 from webui.export_routes import export_router
 from webui.health import health_router
+from webui.language_switch import language_router
 from webui.metrics import Metrics, MetricsMiddleware, metrics_router
 from webui.metrics_tap import MetricsAuditTap
+from webui.page_language import PageLanguageMiddleware, page_language_router
 from webui.page_mount import mount_chat_page
 from webui.request_id import RequestIdMiddleware
 from webui.session_watch import session_watch_router
@@ -85,10 +90,12 @@ class Services:
     audit_log: AuditLog | None = None  # the admin tab reads it
     limiter: RateLimiter | None = None
     concurrency: UserConcurrency | None = None
+    stops: StopRequests | None = None  # Stop from any tab or replica; None: this process only
     policy: PromptPolicy | None = None
     access: AccessRules | None = None
     authenticators: tuple[RequestAuthenticator, ...] = ()
     api_tokens: ApiTokenStore | None = None  # the API tokens tab
+    preferences: UserPreferences | None = None  # a chosen page language; None: cookie only
     token_policy: TokenPolicy | None = None  # called by the login flow
     writes: Writes | None = None  # holds a reply's final save through a database outage
     readiness: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # /readyz probes
@@ -128,6 +135,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     from store.retention_job import RetentionJob
     from store.sql_session_store import SqlSessionStore
     from store.token_policy import TokenPolicy
+    from store.user_preferences import SqlUserPreferences
 
     try:
         validate_auth_settings(settings.oidc, settings.session, site_of(settings))
@@ -158,6 +166,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         jwts_handled_elsewhere=service is not None,
     )
     concurrency = UserConcurrency.from_settings(settings.limits)
+    stops = StopRequests.from_settings(settings.limits)
     history = ChatHistory(database, audit)
     sessions = SqlSessionStore(database)
     retention = RetentionJob(settings.retention, history, audit_log, sessions)
@@ -184,6 +193,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         held.flush,  # a last try for what an outage still holds
         *(job.stop for job in checkpoints),
         concurrency.close,
+        stops.close,
         *((redis_probe.close,) if redis_probe else ()),
         database.dispose,
     )
@@ -197,10 +207,12 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         readiness=readiness,
         limiter=RateLimiter(limits, audit),
         concurrency=concurrency,
+        stops=stops,
         policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
         access=AccessRules.from_settings(settings.access),
         authenticators=(personal, service) if service else (personal,),
         api_tokens=tokens,
+        preferences=SqlUserPreferences(database),
         # A refused login or a lost admin role also revokes the person's tokens.
         token_policy=TokenPolicy(tokens, audit),
         login_states=shared.login_states if shared else None,
@@ -275,6 +287,8 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     app.include_router(export_router(services.history, admin))
     app.include_router(signout_router(site.base_url))
     app.include_router(session_watch_router(site.base_url))
+    app.include_router(page_language_router(site.base_url))
+    app.include_router(language_router(services.preferences, language_cookie(settings)))
     page = build_chat_page(
         chat,
         services.history,
@@ -327,6 +341,8 @@ def middleware_stack(
         Middleware(ClientAddressMiddleware, trusted_proxies=server.trusted_proxies),
         Middleware(MetricsMiddleware, metrics=metrics),  # refusals by outer layers count too
         Middleware(SecurityHeadersMiddleware, https=server.https, form_action=[idp] if idp else []),
+        # Inside the CSP's nonce pass: the page's language script joins the page's HTML first.
+        Middleware(PageLanguageMiddleware, base_url=server.public_url + server.root_path),
         # Network rules run before the gate on purpose: refused traffic costs no session lookup,
         # so their audit records name an address, never a user.
         Middleware(IPAllowlistMiddleware, rules=services.access, audit=services.audit),
@@ -357,8 +373,16 @@ def _auth(settings: Settings, site: Site, services: Services) -> AuthParts:
         bindings=services.bindings,
         logout_token_ids=services.logout_token_ids,
         token_policy=services.token_policy,
+        preferences=services.preferences,
+        language_cookie=language_cookie(settings),
         extra_public_paths=("/metrics",),
     )
+
+
+def language_cookie(settings: Settings) -> LanguageCookie:
+    """The language cookie: the app's root path, Secure exactly when the session cookie is."""
+    server = settings.server
+    return LanguageCookie(path=server.root_path or "/", secure=server.https)
 
 
 def _lifespan(services: Services, auth: AuthParts, chat: ChatService):
@@ -395,7 +419,11 @@ def _track(metrics: Metrics, services: Services) -> None:
 
 def _chat_service(settings: Settings, services: Services, metrics: Metrics) -> ChatService:
     guards = TurnGuards(
-        policy=services.policy, limiter=services.limiter, concurrency=services.concurrency
+        policy=services.policy,
+        limiter=services.limiter,
+        concurrency=services.concurrency,
+        # Services built without one (tests) still stop across tabs of this one process.
+        stops=services.stops or StopRequests(MemoryStopCounters()),
     )
     return ChatService(
         services.engine,

@@ -20,6 +20,7 @@ from core.identity import User
 
 # The keys in scope["state"]; each is written only by the setter named beside it.
 _REQUEST_ID = "request_id"  # set_request_id: RequestIdMiddleware
+_ARRIVED = "arrived"  # set_request_id: time.monotonic() as the request reached the server
 _CLIENT_IP = "client_ip"  # set_client: ClientAddressMiddleware
 _PEER_IP = "peer_ip"  # set_client
 _USER = "user"  # set_caller: the route gate
@@ -35,6 +36,8 @@ class RequestFacts:
     request_id: str | None = None
     session_id: str | None = None  # the cookie session's id; None for bearer tokens
     csrf_token: str | None = None  # what a logout form must post back
+    # When the request reached this process (time.monotonic()): orders one tab's clicks as sent.
+    arrived: float | None = None
 
     @property
     def user_key(self) -> str | None:
@@ -56,11 +59,15 @@ def facts_of(request: Any) -> RequestFacts:
         request_id=_text(state.get(_REQUEST_ID)),
         session_id=_text(state.get(_SESSION_ID)),
         csrf_token=_text(state.get(_CSRF)),
+        arrived=_number(state.get(_ARRIVED)),
     )
 
 
-def set_request_id(scope: Scope, request_id: str) -> None:
-    _state(scope)[_REQUEST_ID] = request_id
+def set_request_id(scope: Scope, request_id: str, arrived: float | None = None) -> None:
+    state = _state(scope)
+    state[_REQUEST_ID] = request_id
+    if arrived is not None:
+        state[_ARRIVED] = arrived
 
 
 def set_client(scope: Scope, client_ip: str | None, peer_ip: str | None) -> None:
@@ -148,3 +155,7 @@ def _state_of(request: Any, scope: Scope | None) -> dict[str, Any]:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

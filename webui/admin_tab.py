@@ -24,7 +24,7 @@ from webui.admin_service import (
     AuditView,
     parse_date,
 )
-from webui.i18n import label, pick_locale, text
+from webui.i18n import label, request_locale, text
 from webui.people import person
 from webui.shown_text import markdown_literal, printable
 from webui.tokens_tab import enclosing_tab, row_of, shown_if
@@ -58,8 +58,7 @@ def admin_context(request: gr.Request) -> AdminContext:
 
 
 def locale_of(request: gr.Request) -> str:
-    headers = getattr(request, "headers", None) or {}
-    return pick_locale(headers.get("accept-language"))
+    return request_locale(request)
 
 
 def build_admin_tab(admin: AdminService, export_base: str) -> None:
@@ -93,7 +92,8 @@ def _audit_section(admin: AdminService, export_base: str) -> tuple[Any, list[Any
         )
     summary = gr.Markdown(elem_id="audit-summary")
     with gr.Column(visible=False) as table_box:  # shown once loaded, with headers in the language
-        table = gr.Dataframe(interactive=False, wrap=True, elem_id="audit-table")
+        # No copy/fullscreen buttons: Gradio labels them in English only (6.31).
+        table = gr.Dataframe(interactive=False, wrap=True, elem_id="audit-table", buttons=[])
         export = gr.Markdown(elem_id="audit-export")
     inputs = [since, until, actor, kind, free, page_no]
     outputs = [table, summary, export, page_no, table_box]
@@ -158,7 +158,7 @@ def _sessions_section(admin: AdminService) -> tuple[Any, list[Any]]:
     chosen = gr.State(None)  # the clicked row's ShownSession
     pending = gr.State(None)  # the Ending awaiting confirmation
     with gr.Column(visible=False) as listing_box:
-        listing = gr.Dataframe(interactive=False, elem_id="sessions-table")
+        listing = gr.Dataframe(interactive=False, elem_id="sessions-table", buttons=[])
     with gr.Row(visible=False) as end_row:
         end_one = gr.Button(variant="stop", elem_id="session-end")
         end_all = gr.Button(variant="stop", elem_id="user-end")

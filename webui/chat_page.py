@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import gradio as gr
 
-from core.blocking_io import close_off_the_loop
+from core.blocking_io import close_off_the_loop, run_blocking
 from core.history import History
-from core.request_facts import current_user
+from core.request_facts import current_user, facts_of
 from model.engine import QueuePlace
 from webui.admin_service import AdminService
 from webui.admin_tab import build_admin_tab
@@ -26,14 +26,27 @@ from webui.history_sidebar import (
     shown_messages,
     wire_sidebar,
 )
-from webui.i18n import label, pick_locale, text
+from webui.i18n import label, request_locale, text
+from webui.language_switch import language_switch
+from webui.reader_time_zone import reader_zone
 from webui.request_context import turn_context
 from webui.script_api import register_script_api
+from webui.shown_reply import ShownReply
 from webui.tokens_service import TokensService
 from webui.tokens_tab import build_tokens_tab
 
 Messages = list[dict[str, Any]]
 STOP_SAVE_SECONDS = 3.0  # how long the page waits for a stopped reply's final save
+ELSEWHERE_POLL_SECONDS = 0.5  # how often a tab offering Stop looks whether that reply has ended
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who the page is rendered for: their key, language and time zone (for the history's days)."""
+
+    owner_key: str
+    locale: str
+    zone: tzinfo
 
 
 @dataclass(frozen=True)
@@ -66,12 +79,13 @@ def build_chat_page(
         @gr.render(triggers=[page.load])
         def tabs(request: gr.Request) -> None:
             user = current_user(request)
-            locale = pick_locale(request.headers.get("accept-language"))
+            locale = request_locale(request)
             with gr.Row(elem_id="user-bar", equal_height=True):
                 with gr.Column(scale=6):
                     gr.Markdown(
                         f"{text('signed_in_as', locale)} **{escape_markdown(user.display)}**"
                     )
+                language_switch(locale)
                 with gr.Column(scale=1, min_width=120):
                     # A link in the same tab (Markdown links open a new one): the sign-out form.
                     gr.Button(
@@ -83,7 +97,8 @@ def build_chat_page(
                     )
             with gr.Tabs():
                 with gr.Tab(label("chat_tab"), id="chat", elem_id="chat-tab"):
-                    chat_tab(service, history, options, conversation, user.key, locale)
+                    reader = Reader(user.key, locale, reader_zone(request))
+                    chat_tab(service, history, options, conversation, reader)
                 if tokens is not None and user.via_token is None:
                     with gr.Tab(label("tokens_tab"), id="tokens", elem_id="tokens-tab"):
                         build_tokens_tab(tokens, user)
@@ -100,8 +115,7 @@ def chat_tab(
     history: History,
     options: PageOptions,
     conversation: gr.State,
-    owner_key: str,
-    locale: str,
+    reader: Reader,
 ) -> None:
     """The chat itself: sidebar of conversations, chat window, input and buttons."""
     # On a phone the history is a drawer behind this switch, read by CSS (webui.chat_layout_css).
@@ -109,8 +123,10 @@ def chat_tab(
     with gr.Row():
         with gr.Column(scale=1, min_width=220, elem_id="history-drawer"):
             new = gr.Button(label("new_chat"), elem_id="new-chat")
-            found = history.list_conversations(owner_key, limit=100)
-            sidebar = build_sidebar(found, locale, datetime.now(UTC).date())
+            found = history.list_conversations(reader.owner_key, limit=100)
+            sidebar = build_sidebar(
+                found, reader.locale, datetime.now(UTC), history.undo_window, reader.zone
+            )
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(
                 label=label("chatbot"),
@@ -125,6 +141,7 @@ def chat_tab(
             )
             with gr.Row():
                 box = gr.Textbox(
+                    label=label("message_label"),  # for screen readers; the placeholder shows
                     placeholder=label("input_placeholder"),
                     show_label=False,
                     scale=8,
@@ -151,36 +168,81 @@ def chat_tab(
                             label("stop"), variant="secondary", elem_id="stop", min_width=60
                         )
 
-    def respond(
-        message: str, conversation_id: str | None, request: gr.Request
+    def run_turn(
+        message: str, conversation_id: str | None, request: gr.Request, replace_last: bool
     ) -> Iterator[tuple[Any, ...]]:
-        ctx = turn_context(request)
-        message = message or ""  # null from a script: an empty message, refused as such
-        shown = _display(history, ctx.user.key, conversation_id, ctx.locale)
-        links = export_links(options.export_base, conversation_id) if conversation_id else ""
-        # The page as it is (values, not prop updates), with Stop in place at once.
-        yield shown, message, conversation_id, links, *running()
-        mine = on_screen.claim()
-        updates = service.reply(ctx, conversation_id, message, report_queue=True)
+        """A reply's updates for the page; with `replace_last`, one that takes the place of the
+        last turn (`message` edited, or empty to ask the same question again)."""
+        sent = _sent_at(request)
+        mine = on_screen.claim(sent, wait=STOP_SAVE_SECONDS)
+        if not ShownReply.shown(mine):
+            return  # sent before New chat was pressed: never started, never shown
+        if on_screen.starts_afresh(sent):
+            conversation_id = None  # New chat was pressed first; the tab's state lags behind
+        updates: Generator[ReplyUpdate, None, None] | None = None
         try:
+            ctx = turn_context(request)
+            was = _Shown.read(history, ctx.user.key, conversation_id, ctx.locale)
+            if replace_last:  # the typed text stays in the box
+                shown, question = was.without_last, message or was.last_question
+                kept = sent = gr.update()
+            else:
+                shown, question, kept, sent = was.messages, message, message, ""
+            links = export_links(options.export_base, conversation_id)
+            # The page as it is (values, not prop updates), with Stop in place at once.
+            yield was.messages, kept, conversation_id, links, *running()
+            updates = service.reply(
+                ctx, conversation_id, message, report_queue=True, replace_last=replace_last
+            )
             for update in updates:
                 if mine is not None and not on_screen.holds(mine):
-                    return  # New chat or Clear: this reply stops (saved as such), off the page
-                turn, toast = present(update, message, ctx.locale)
+                    # New chat or Clear: this reply stops (saved as such), off the page. Its last
+                    # output changes nothing: Gradio's client applies an event's last output again
+                    # when the event completes, which may be after New chat has emptied the page.
+                    yield (gr.skip(),) * len(turn_outputs)
+                    return
+                turn, toast = present(update, question, ctx.locale)
                 if toast is not None:
                     gr.Warning(toast)  # a toast: our words, apart from the assistant's
                 if turn is None:  # refused: the chat and the typed message stay as they were
-                    yield shown, message, conversation_id, links, *idle()
+                    yield was.messages, kept, conversation_id, links, *idle()
                     return
-                conversation_id = update.conversation_id
+                conversation_id = update.conversation_id  # None once it was deleted meanwhile
                 links = export_links(options.export_base, conversation_id)
                 # Every update says "running" again: a refused second send (Enter while a reply
                 # streams) sets the buttons idle, and the running reply takes them back.
                 buttons = running() if update.status in ("queued", "streaming") else idle()
-                yield shown + turn, "", conversation_id, links, *buttons
+                yield shown + turn, sent, conversation_id, links, *buttons
+                sent = gr.update()  # emptied once: what is typed while the reply runs is kept
         finally:
-            on_screen.release(mine)
-            close_off_the_loop(updates)  # a stop saves the reply: SQL, not on Gradio's loop
+            if updates is not None:  # a stop saves the reply: SQL, not on Gradio's loop
+                close_off_the_loop(updates)
+            on_screen.release(mine)  # after the close: a reply waiting for the window can start
+
+    def respond(
+        message: str, conversation_id: str | None, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        # null from a script: an empty message, refused as such
+        yield from run_turn(message or "", conversation_id, request, replace_last=False)
+
+    def regenerate(conversation_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        yield from run_turn("", conversation_id, request, replace_last=True)
+
+    def edit_last(
+        conversation_id: str | None, edited: gr.EventData, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        # gr.EventData, not gr.EditData: anyone can call with no event data, which EditData
+        # cannot even be built from; here that is an edit of nothing.
+        ctx = turn_context(request)
+        was = _Shown.read(history, ctx.user.key, conversation_id, ctx.locale)
+        data = edited._data if isinstance(edited._data, dict) else {}
+        words = _edited_text(data.get("value"))
+        if data.get("index") != was.last_question_index or not words.strip():
+            # Only the last question can change (earlier replies answered the words they had).
+            gr.Warning(text("edit_last_only" if words.strip() else "empty", ctx.locale))
+            yield was.messages, gr.update(), conversation_id, gr.update(), *idle()
+            return
+        yield from run_turn(words, conversation_id, request, replace_last=True)
 
     def show_stopped(query: str, conversation_id: str | None, request: gr.Request) -> list[Any]:
         # A stopped handler yields nothing more: the chat is shown as saved, notice included.
@@ -191,13 +253,29 @@ def chat_tab(
             shown, conversation_id = [], None
         return [shown, *refresh(query, conversation_id, request)]
 
-    def start_afresh() -> tuple[Any, ...]:
-        on_screen.take_back(wait=STOP_SAVE_SECONDS)
-        return [], "", None, "", "", *idle()
+    def start_afresh(request: gr.Request) -> tuple[Any, ...]:
+        if on_screen.take_back(_sent_at(request), wait=STOP_SAVE_SECONDS):
+            # A message sent right after this click already runs, in a new conversation.
+            return gr.update(), gr.update(), "", gr.update(), *running()
+        return [], None, "", "", *idle()
 
-    def refresh_after_reply(query: str, current: str | None, request: gr.Request) -> list[Any]:
+    def refresh_after_reset(query: str, current: str | None, request: gr.Request) -> list[Any]:
+        on_screen.reset_done()  # New chat's outputs are in the tab's state now
+        return refresh(query, current, request)
+
+    async def refresh_after_reply(
+        query: str, current: str | None, request: gr.Request
+    ) -> AsyncIterator[list[Any]]:
         # Idle again whatever ended the reply (a broken handler included), and the list updated.
-        return [*refresh(query, current, request), *idle()]
+        # A reply of the user's still running elsewhere (another tab, a script: this send was
+        # refused, "one at a time") keeps Stop offered here until it ends, so it can be stopped.
+        shown = await run_blocking(refresh, query, current, request)
+        user_key = current_user(request).key
+        if await run_blocking(service.reply_running, user_key):
+            yield [*shown, *running()]
+            while await run_blocking(service.reply_running, user_key):
+                await asyncio.sleep(ELSEWHERE_POLL_SECONDS)
+        yield [*shown, *idle()]
 
     on_screen = ShownReply()
     refresh = wire_sidebar(sidebar, history, chatbot, conversation, options.export_base)
@@ -205,66 +283,43 @@ def chat_tab(
     private = {"api_visibility": "private"}
     buttons = [ready, busy]
     events = []
-    for trigger in (box.submit, send.click):
+    turn_outputs = [chatbot, box, conversation, sidebar.exports, *buttons]
+    # Send, Enter, the last reply's retry button and an edited last question all run a turn.
+    for trigger, handler, inputs in (
+        (box.submit, respond, [box, conversation]),
+        (send.click, respond, [box, conversation]),
+        (chatbot.retry, regenerate, [conversation]),
+        (chatbot.edit, edit_last, [conversation]),
+    ):
         event = trigger(
-            respond,
-            inputs=[box, conversation],
-            outputs=[chatbot, box, conversation, sidebar.exports, *buttons],
+            handler,
+            inputs=inputs,
+            outputs=turn_outputs,
             concurrency_limit=None,  # the engine's admission gate bounds the work
             **private,
         )
         event.then(refresh_after_reply, listing, [*sidebar.listing, *buttons], **private)
         events.append(event)
-    # Stop cancels the handler; Gradio closes its generator, which stops the engine's thread.
-    stop.click(idle, None, buttons, cancels=events, **private).then(
+
+    def stop_reply(request: gr.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        # The user's reply wherever it runs (this tab, another, a script, another replica).
+        service.stop(current_user(request).key)
+        return idle()
+
+    # Stop also cancels this tab's handler (Gradio closes its generator, which stops the engine's
+    # thread): the tab's own reply stops even when shared state is unreachable.
+    stop.click(stop_reply, None, buttons, cancels=events, **private).then(
         show_stopped, listing, [chatbot, *sidebar.listing], **private
     )
     # New chat and the chat window's Clear both start a new conversation: the next message never
     # lands in the one left behind, and a reply still running stops at its next update. (Not
     # Gradio's cancels: those cancel whatever runs when they arrive, a message just sent included.)
-    fresh = [chatbot, box, conversation, sidebar.title, sidebar.exports, *buttons]
+    # The message box is left alone: what the person is typing meanwhile is theirs.
+    fresh = [chatbot, conversation, sidebar.title, sidebar.exports, *buttons]
     for trigger in (new.click, chatbot.clear):
         trigger(start_afresh, None, fresh, **private).then(
-            refresh, listing, sidebar.listing, **private
+            refresh_after_reset, listing, sidebar.listing, **private
         )
-
-
-class ShownReply:
-    """Which reply one tab's chat window shows while it runs: the first of the tab's replies to
-    start holds it until it ends, or until New chat or Clear takes the window back for a new
-    conversation (that reply then stops at its next update)."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._holder: object | None = None
-        self._taken = False
-
-    def claim(self) -> object | None:
-        """A token for a reply that starts; None while another reply holds the window."""
-        with self._changed:
-            if self._holder is not None and not self._taken:
-                return None
-            self._holder, self._taken = object(), False
-            return self._holder
-
-    def holds(self, token: object) -> bool:
-        with self._changed:
-            return self._holder is token and not self._taken
-
-    def release(self, token: object | None) -> None:
-        """The reply of `token` has ended (None: it never held the window)."""
-        with self._changed:
-            if token is not None and self._holder is token:
-                self._holder, self._taken = None, False
-                self._changed.notify_all()
-
-    def take_back(self, wait: float) -> None:
-        """New chat or Clear: the reply holding the window loses it. Waits (at most `wait`
-        seconds) until that reply has ended, so nothing it sends lands after the page is reset."""
-        with self._changed:
-            if self._holder is not None:
-                self._taken = True
-                self._changed.wait_for(lambda: self._holder is None, timeout=wait)
 
 
 def running() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -308,6 +363,52 @@ def waiting_words(place: QueuePlace, locale: str) -> str:
     if place.ahead == 0:
         return text("queue_next", locale, seconds=seconds)
     return text("queue_ahead", locale, ahead=place.ahead, seconds=seconds)
+
+
+def _sent_at(request: gr.Request) -> float:
+    """When the click behind `request` reached the server (now, if no middleware said)."""
+    arrived = facts_of(request).arrived
+    return time.monotonic() if arrived is None else arrived
+
+
+def _edited_text(value: Any) -> str:
+    """The words of an edited message, whichever shape the browser sent them in."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(_edited_text(part) for part in value)
+    if isinstance(value, dict):
+        return str(value.get("text") or value.get("content") or "")
+    return ""
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A conversation as the chat window shows it, with and without its last turn."""
+
+    messages: Messages
+    without_last: Messages
+    last_question: str
+    last_question_index: int | None  # the chat window's index of the last question, if any
+
+    @classmethod
+    def read(
+        cls, history: History, owner_key: str, conversation_id: str | None, locale: str
+    ) -> _Shown:
+        try:
+            stored = (
+                history.get_conversation(owner_key, conversation_id).messages
+                if conversation_id
+                else ()
+            )
+        except LookupError:  # deleted meanwhile (in another tab): the turn is refused as such
+            stored = ()
+        messages = shown_messages(stored, locale)
+        if len(stored) < 2 or stored[-2].role != "user":
+            return cls(messages, messages, "", None)
+        without_last = shown_messages(stored[:-2], locale)
+        # The question follows the earlier turns; the reply and its notices come after it.
+        return cls(messages, without_last, stored[-2].content, len(without_last))
 
 
 def _display_when_saved(

@@ -7,12 +7,12 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from core.audit import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
-from core.history import History
+from core.history import History, Message, NoTurnToReplace
 from core.identity import User
 from core.shared_state import SharedStateUnavailable
 from core.store_outage import StoreUnreachable, WriteNow, Writes
@@ -45,6 +45,8 @@ SAVE_EVERY_DELTAS = 8
 QUEUE_POLL_SECONDS = 1.0
 FIRST_POLL_SECONDS = 0.25
 STOP_WAIT_SECONDS = 5.0  # how long a reply stopped in line waits for its reader thread to end
+# While a reply waits in line, a Stop from another tab is looked for this often (one GET each).
+STOP_POLL_SECONDS = 0.1
 
 # "queued": waiting in the engine's line (`queue` says where), only for callers that ask for it.
 # "rate_limited": a per-user limit (messages per minute, tokens per day); retry_after says when.
@@ -103,6 +105,17 @@ class TurnGuards:
     policy: Any = None  # store.prompt_policy.PromptPolicy
     limiter: Limiter | None = None
     concurrency: Any = None  # guards.user_concurrency.UserConcurrency
+    stops: Any = None  # guards.stop_requests.StopRequests: Stop from any tab or replica
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A turn saved and about to stream: where its reply goes and what was asked."""
+
+    conversation_id: str
+    reply_id: int
+    message: str
+    replaced: bool = False  # it took the place of the conversation's last turn
 
 
 @dataclass
@@ -148,14 +161,17 @@ class ChatService:
         conversation_id: str | None,
         message: str,
         report_queue: bool = False,
+        replace_last: bool = False,
     ) -> Iterator[ReplyUpdate]:
         """Stream one reply; closing the iterator stops generation and saves the reply as stopped.
 
         With `report_queue`, a reply waiting in the engine's line is reported as "queued" updates
-        (its place, about every QUEUE_POLL_SECONDS) until it starts.
+        (its place, about every QUEUE_POLL_SECONDS) until it starts. With `replace_last`, the turn
+        takes the place of the conversation's last question and reply: `message` is the edited
+        question, or empty to ask the same question again (regenerate).
         """
         message = message.strip()
-        if not message:
+        if not message and not replace_last:
             yield ReplyUpdate(conversation_id, "", "refused", text("empty", ctx.locale))
             return
         limit = self._generation.max_prompt_chars
@@ -187,7 +203,7 @@ class ChatService:
                 yield refusal
                 return
             held.enter_context(self._tracked())
-            yield from self._turn(ctx, conversation_id, message, report_queue)
+            yield from self._turn(ctx, conversation_id, message, report_queue, replace_last)
 
     def start_draining(self) -> None:
         """Refuse new turns (shutdown); turns already running go on."""
@@ -197,6 +213,36 @@ class ChatService:
         """Block until no turn is running (each has saved its reply) or `timeout` passes."""
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+
+    def stop(self, user_key: str) -> bool:
+        """Stop the user's running reply wherever it runs (another tab, a script, another
+        replica), saved as stopped: on this replica at once, on another at its next token.
+        False if shared state could not be reached (then only this replica's replies stop)."""
+        if self._guards.stops is None:
+            return False
+        try:
+            self._guards.stops.request(user_key)
+        except SharedStateUnavailable:
+            log.error("shared state unreachable: Stop reaches only this replica's replies")
+            return False
+        return True
+
+    def reply_running(self, user_key: str) -> bool:
+        """Is a reply being generated for the user now, here or on another replica?"""
+        if self._guards.concurrency is None:
+            return False
+        try:
+            return bool(self._guards.concurrency.running(user_key))
+        except SharedStateUnavailable:
+            log.warning("shared state unreachable: a running reply cannot be seen")
+            return False
+
+    def _stop_watch(self, user_key: str, stream: GenerationStream) -> Callable[[], bool]:
+        """True once Stop was pressed for the user after this call (a turn starting); pressed
+        on this replica, it also cancels `stream` at once."""
+        if self._guards.stops is None:
+            return lambda: False
+        return self._guards.stops.watch(user_key, stream.cancel)
 
     @contextlib.contextmanager
     def _tracked(self) -> Iterator[None]:
@@ -247,7 +293,12 @@ class ChatService:
         return None
 
     def _turn(
-        self, ctx: TurnContext, conversation_id: str | None, message: str, report_queue: bool
+        self,
+        ctx: TurnContext,
+        conversation_id: str | None,
+        message: str,
+        report_queue: bool,
+        replace_last: bool,
     ) -> Iterator[ReplyUpdate]:
         owner = ctx.user.key
         # The model's context comes from the database, never from what the browser sends.
@@ -255,7 +306,7 @@ class ChatService:
             earlier = (
                 self._history.get_conversation(owner, conversation_id).messages
                 if conversation_id
-                else []
+                else ()
             )
         except LookupError:  # someone else's or a deleted id: the store has audited it
             yield ReplyUpdate(None, "", "refused", text("not_found", ctx.locale))
@@ -263,6 +314,15 @@ class ChatService:
         except StoreUnreachable:
             yield _store_down(conversation_id, ctx.locale)
             return
+        if replace_last:
+            # Read under the user's one-reply lock: the turn replaced is the one the store holds.
+            if not _ends_with_finished_turn(earlier):
+                yield ReplyUpdate(
+                    conversation_id, "", "refused", text("nothing_to_redo", ctx.locale)
+                )
+                return
+            message = message or earlier[-2].content
+            earlier = earlier[:-2]
         request = GenerationRequest(
             messages=(
                 *(
@@ -294,7 +354,14 @@ class ChatService:
                 conversation_id = self._history.create_conversation(owner, auto_title(message)).id
             # The question and its empty "streaming" reply in one transaction, before any token:
             # whatever happens next, the conversation goes on alternating user, assistant.
-            reply_id = self._history.start_turn(owner, conversation_id, message)
+            if replace_last:
+                reply_id = self._history.replace_last_turn(owner, conversation_id, message)
+            else:
+                reply_id = self._history.start_turn(owner, conversation_id, message)
+        except NoTurnToReplace:  # changed since it was read (a script of the same user)
+            stream.cancel()
+            yield ReplyUpdate(conversation_id, "", "refused", text("nothing_to_redo", ctx.locale))
+            return
         except StoreUnreachable:
             stream.cancel()
             yield _store_down(conversation_id, ctx.locale)
@@ -302,34 +369,36 @@ class ChatService:
         except BaseException:
             stream.cancel()
             raise
-        yield from self._stream(ctx, conversation_id, reply_id, stream, message, report_queue)
+        turn = _Turn(conversation_id, reply_id, message, replaced=replace_last)
+        yield from self._stream(ctx, turn, stream, report_queue)
 
     def _stream(
-        self,
-        ctx: TurnContext,
-        conversation_id: str,
-        reply_id: int,
-        stream: GenerationStream,
-        message: str,
-        report_queue: bool,
+        self, ctx: TurnContext, turn: _Turn, stream: GenerationStream, report_queue: bool
     ) -> Iterator[ReplyUpdate]:
+        conversation_id, reply_id = turn.conversation_id, turn.reply_id
         reply = ""
         status: Status = "streaming"  # until the stream ends, fails or is stopped
+        notice: str | None = None  # the key of what the reader was told when it ended short
+        deleted = False  # its conversation was deleted while it streamed: nothing to save into
         deltas = iter(stream)
         first: FirstDelta | None = None
         stats: GenerationStats | None = None
         try:
             # In the trail before generation: a crash cannot hide that the turn was asked.
-            self._record_request(ctx, conversation_id, message, "started")
+            self._record_request(ctx, conversation_id, turn.message, "started", turn.replaced)
+            stopped = self._stop_watch(ctx.user.key, stream)  # a Stop from now on, anywhere
             yield ReplyUpdate(conversation_id, "", "streaming")
             if report_queue:
                 # Engines admit a waiting request when its stream is read (the remote one
                 # sends it then): a reader thread waits for the first delta, and this thread
                 # reports the place in line meanwhile.
                 first = FirstDelta(deltas)
-                yield from _places_in_line(conversation_id, stream, first)
+                yield from _places_in_line(conversation_id, stream, first, stopped)
             saved_at, unsaved = self._clock(), 0
             for delta in first.then(deltas) if first is not None else deltas:
+                if stopped():  # Stop in another tab: ends as this tab's Stop would, saved stopped
+                    status = "stopped"  # whatever the engine had generated beyond what was shown
+                    break
                 reply += delta.text
                 unsaved += 1
                 yield ReplyUpdate(conversation_id, reply, "streaming")
@@ -340,18 +409,23 @@ class ChatService:
                     self._save_partial(ctx, conversation_id, reply_id, reply)
                     saved_at, unsaved = self._clock(), 0
             stats = _run_out(stream, deltas)  # it has ended: this only takes its stats
-            status = "stopped" if stats.finish_reason == "cancelled" else "complete"
+            if status == "streaming":
+                status = "stopped" if stats.finish_reason == "cancelled" else "complete"
             yield ReplyUpdate(conversation_id, reply, status, stats=stats)
         except GeneratorExit:
             if status == "streaming":
                 status = "stopped"  # the user pressed stop or closed the tab
             raise
+        except LookupError:
+            # The conversation was deleted meanwhile (another tab, a script): nothing to reply into.
+            status, deleted = "stopped", True
+            yield ReplyUpdate(None, reply, "stopped", text("deleted_meanwhile", ctx.locale))
         except EngineClosed:
             # The server is shutting down: what was written is kept, and the reader is told so.
-            status = "stopped"
+            status, notice = "stopped", "restarting"
             yield ReplyUpdate(conversation_id, reply, "stopped", text("restarting", ctx.locale))
         except EngineError as exc:
-            status = "error"
+            status, notice = "error", _saved_notice(exc)
             log.warning("generation failed", extra={"conversation": conversation_id})
             yield ReplyUpdate(
                 conversation_id,
@@ -367,10 +441,16 @@ class ChatService:
             # A stopped or failed reply is kept too, marked as such: nothing the user saw is lost,
             # not even to a database outage (the save then waits, in order, with its audit record).
             owner, history = ctx.user.key, self._history
-            self._writes.run(
-                "reply",
-                lambda: history.update_message(owner, conversation_id, reply_id, reply, saved),
-            )
+            try:
+                if not deleted:
+                    self._writes.run(
+                        "reply",
+                        lambda: history.update_message(
+                            owner, conversation_id, reply_id, reply, saved, notice
+                        ),
+                    )
+            except LookupError:  # deleted between its last update and this save
+                log.info("reply not saved: its conversation was deleted")
             self._record_reply(ctx, conversation_id, stats, saved)
             self._observer.observe_turn(stats, saved)
             if self._guards.limiter is not None and stats.completion_tokens:
@@ -398,11 +478,18 @@ class ChatService:
             )
 
     def _record_request(
-        self, ctx: TurnContext, conversation_id: str | None, message: str, outcome: str
+        self,
+        ctx: TurnContext,
+        conversation_id: str | None,
+        message: str,
+        outcome: str,
+        replaced: bool = False,
     ) -> None:
         """chat.request: "started" once the turn is saved, or why the engine refused it."""
         # The excerpt is masked by the audit trail before storage.
-        details = {"prompt_excerpt": message[:200], "via_token": ctx.user.via_token}
+        details: dict[str, Any] = {"prompt_excerpt": message[:200], "via_token": ctx.user.via_token}
+        if replaced:
+            details["replaced_last_turn"] = True  # regenerated or edited: the old turn is gone
         self._record(ctx, CHAT_REQUEST, conversation_id, outcome, details)
 
     def _record_reply(
@@ -445,6 +532,14 @@ def _store_down(conversation_id: str | None, locale: str) -> ReplyUpdate:
     return ReplyUpdate(conversation_id, "", "refused", text("store_unavailable", locale))
 
 
+def _ends_with_finished_turn(messages: Sequence[Message]) -> bool:
+    """A question and a reply no longer being written close the conversation."""
+    if len(messages) < 2:
+        return False
+    question, reply = messages[-2:]
+    return question.role == "user" and reply.role == "assistant" and reply.status != "streaming"
+
+
 def _saved_status(status: Status) -> SavedStatus:
     return "complete" if status == "complete" else "stopped" if status == "stopped" else "error"
 
@@ -480,6 +575,12 @@ def _outcome(exc: EngineError) -> str:
 
 def _retry_after(exc: EngineError) -> int | None:
     return exc.retry_after if isinstance(exc, EngineBusy) else None
+
+
+def _saved_notice(exc: EngineError) -> str:
+    """The notice kept with a failed reply: its key, shown in the reader's language when the
+    conversation is reopened (a busy engine's "try in N seconds" is stale by then)."""
+    return "busy" if isinstance(exc, EngineBusy) else "engine_error"
 
 
 def _notice(exc: EngineError, locale: str) -> str:
@@ -525,16 +626,34 @@ class FirstDelta:
 
 
 def _places_in_line(
-    conversation_id: str, stream: GenerationStream, first: FirstDelta
+    conversation_id: str,
+    stream: GenerationStream,
+    first: FirstDelta,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> Iterator[ReplyUpdate]:
     """An update about every QUEUE_POLL_SECONDS until the first delta: "queued" with the place
     while the stream waits for one, then "streaming" without text. Each is also where the caller
-    may close the turn (a stop, a new chat), which it cannot while the turn waits silently."""
+    may close the turn (a stop, a new chat), which it cannot while the turn waits silently.
+    A Stop from another tab (`stopped`) cancels the stream: its end then comes as the first delta."""
     timeout = FIRST_POLL_SECONDS
-    while not first.wait(timeout):
+    while not _first_or_stop(first, timeout, stream, stopped):
         timeout = QUEUE_POLL_SECONDS
         place = stream.queue_place()
         if place is not None:
             yield ReplyUpdate(conversation_id, "", "queued", queue=place)
         else:
             yield ReplyUpdate(conversation_id, "", "streaming")
+
+
+def _first_or_stop(
+    first: FirstDelta, timeout: float, stream: GenerationStream, stopped: Callable[[], bool]
+) -> bool:
+    """Wait up to `timeout` for the first delta, looking for a Stop every STOP_POLL_SECONDS (a
+    Stop cancels the stream, which the engine then ends); True once the first delta has come."""
+    deadline = time.monotonic() + timeout
+    while not first.wait(max(0.0, min(STOP_POLL_SECONDS, deadline - time.monotonic()))):
+        if stopped():
+            stream.cancel()
+        if time.monotonic() >= deadline:
+            return False
+    return True

@@ -7,17 +7,22 @@ from gradio.i18n import I18nData
 
 # One rule for every page, server-rendered ones in auth/ and guards/ too; re-exported here.
 from core.locale import pick_locale as pick_locale
+from core.locale import request_locale as request_locale
 
 EN = {
     "title": "Company Chat",
     "chatbot": "Conversation",
     "input_placeholder": "Type a message and press Enter",
+    "message_label": "Your message",
+    "deleted_meanwhile": "This conversation was deleted while the reply was being written, so the "
+    "reply was not kept.",
     "send": "Send",
     "stop": "Stop",
     "new_chat": "New chat",
     "demo_banner": "⚠️ demo model: random weights — replies are meaningless.",
     "dev_login_banner": "Development login is on: do not use this instance for real work.",
     "signed_in_as": "Signed in as",
+    "language": "Language",
     "logout": "Log out",
     "logout_confirm": "Log out of Company Chat?",
     "cancel": "Cancel",
@@ -46,6 +51,8 @@ EN = {
     "queue_ahead": "Waiting for a free slot: {ahead} ahead of yours, about {seconds} s",
     "queue_next": "Waiting for a free slot: yours is next, about {seconds} s",
     "typing": "Writing a reply…",
+    "nothing_to_redo": "There is no finished reply to write again here. Send a new message instead.",
+    "edit_last_only": "Only your last message can be edited. Send a new message instead.",
     "empty": "Please type a message first.",
     "history": "Conversations",
     "search_placeholder": "Search conversations",
@@ -58,6 +65,9 @@ EN = {
     "rename": "Rename",
     "delete": "Delete",
     "not_found": "Conversation not found.",
+    "deleted_line": "“{title}” deleted.",
+    "undo": "Undo",
+    "undo_too_late": "Too late to undo: that conversation is deleted for good.",
     "export": "Export",
     "blocked": "Sorry, I can't help with that request under the company's usage policy.",
     "rate_limited": "You are sending messages too quickly. Please try again in {seconds} seconds.",
@@ -152,12 +162,15 @@ ZH = {
     "title": "公司智能助手",
     "chatbot": "对话",
     "input_placeholder": "输入消息后按回车发送",
+    "message_label": "您的消息",
+    "deleted_meanwhile": "回复生成期间此对话已被删除，因此未保留该回复。",
     "send": "发送",
     "stop": "停止",
     "new_chat": "新对话",
     "demo_banner": "⚠️ 演示模型：随机权重，回复没有意义。",
     "dev_login_banner": "开发登录已开启：请勿将此实例用于实际工作。",
     "signed_in_as": "当前用户",
+    "language": "语言",
     "logout": "退出登录",
     "logout_confirm": "要退出公司智能助手吗？",
     "cancel": "取消",
@@ -182,6 +195,8 @@ ZH = {
     "queue_ahead": "正在等待空闲位置：前面还有 {ahead} 个回复，约 {seconds} 秒",
     "queue_next": "正在等待空闲位置：下一个就是您，约 {seconds} 秒",
     "typing": "正在生成回复…",
+    "nothing_to_redo": "这里没有可重新生成的已完成回复。请直接发送新消息。",
+    "edit_last_only": "只能编辑您的最后一条消息。请直接发送新消息。",
     "empty": "请先输入消息。",
     "history": "历史对话",
     "search_placeholder": "搜索对话",
@@ -194,6 +209,9 @@ ZH = {
     "rename": "重命名",
     "delete": "删除",
     "not_found": "未找到该对话。",
+    "deleted_line": "已删除“{title}”。",
+    "undo": "撤销",
+    "undo_too_late": "已无法撤销：该对话已被永久删除。",
     "export": "导出",
     "blocked": "抱歉，根据公司的使用规定，我无法处理这个请求。",
     "rate_limited": "发送消息过于频繁，请在 {seconds} 秒后再试。",
@@ -290,8 +308,16 @@ _PREFIX = "cc_"  # our keys must not collide with Gradio's own (e.g. "chatbot" i
 
 
 # Keys Gradio's own front end looks up but ships no translation for (6.31: the screen-reader
-# announcement when an event completes).
-GRADIO_GAPS = {"en": {"common.complete": "Done"}, "zh-CN": {"common.complete": "完成"}}
+# announcement when an event completes; the chat window's copy button in Chinese).
+GRADIO_GAPS = {
+    "en": {"common.complete": "Done"},
+    "zh-CN": {
+        "common.complete": "完成",
+        "chatbot.copy_message": "复制消息",
+        "chatbot.copied_message": "已复制消息",
+        "chatbot.complete": "完成",
+    },
+}
 
 
 def build_i18n() -> gr.I18n:

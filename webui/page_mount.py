@@ -17,8 +17,10 @@ from webui.absent_modules import mark_absent
 from webui.chat_layout_css import CHAT_LAYOUT_CSS
 from webui.gradio_state import PageSessions, check_supported
 from webui.i18n import build_i18n
+from webui.language_switch import LANGUAGE_SWITCH_CSS
 from webui.page_settings import PageSettings
 from webui.page_title import page_title_head, page_title_router
+from webui.reader_time_zone import time_zone_head, time_zone_router
 from webui.session_watch import session_watch_head
 from webui.settings import UISettings
 from webui.stop_key import stop_key_head, stop_key_router
@@ -60,6 +62,7 @@ def mount_chat_page(
     page.queue(api_open=False, max_size=ui.queue_size, default_concurrency_limit=None)
     app.include_router(page_title_router(page.title))  # before the mount at "/", which takes all
     app.include_router(stop_key_router())
+    app.include_router(time_zone_router())
     gr.mount_gradio_app(
         app,
         page,
@@ -78,8 +81,11 @@ def mount_chat_page(
         footer_links=[],
         i18n=build_i18n(),
         theme=theme,
-        head=session_watch_head(base_url) + page_title_head(base_url) + stop_key_head(base_url),
-        css=CHAT_LAYOUT_CSS,
+        head=session_watch_head(base_url)
+        + page_title_head(base_url)
+        + stop_key_head(base_url)
+        + time_zone_head(base_url),
+        css=CHAT_LAYOUT_CSS + LANGUAGE_SWITCH_CSS,
     )
     gradio_app = guard_gradio_mount(
         app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,7 +22,7 @@ class RequestIdMiddleware:
             return
         # Always our own id: a client-chosen one could be used to forge log correlation.
         request_id = secrets.token_hex(8)
-        set_request_id(scope, request_id)
+        set_request_id(scope, request_id, arrived=time.monotonic())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -19,7 +19,7 @@ import gradio as gr
 from core.api_tokens import ApiToken
 from core.identity import User
 from core.request_facts import current_user, facts_of
-from webui.i18n import label, pick_locale, text
+from webui.i18n import label, request_locale, text
 from webui.people import person
 from webui.shown_text import markdown_literal, printable
 from webui.tokens_service import TokenContext, TokenRequestInvalid, TokensRefused, TokensService
@@ -55,8 +55,7 @@ def token_context(request: gr.Request) -> TokenContext:
 
 
 def locale_of(request: gr.Request) -> str:
-    headers = getattr(request, "headers", None) or {}
-    return pick_locale(headers.get("accept-language"))
+    return request_locale(request)
 
 
 def enclosing_tab(block: gr.blocks.Block) -> gr.Tab | None:
@@ -207,7 +206,8 @@ class _RevokeFlow:
         self.pending = gr.State(None)  # the Shown awaiting confirmation
         with gr.Column(visible=False) as self.box:
             gr.Markdown(label("token_pick_hint"), elem_id=f"{table_id}-hint")
-            self.table = gr.Dataframe(interactive=False, elem_id=f"{table_id}-table")
+            # No copy/fullscreen buttons: Gradio labels them in English only (6.31).
+            self.table = gr.Dataframe(interactive=False, elem_id=f"{table_id}-table", buttons=[])
             with gr.Row(visible=False) as self.revoke_row:
                 self.revoke = gr.Button(label("revoke"), variant="stop", elem_id=f"{elem}-revoke")
             with gr.Row(visible=False, elem_id=f"{elem}-confirm-row") as self.confirm_row:

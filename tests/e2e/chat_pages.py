@@ -39,6 +39,9 @@ _WATCH_REPLY = """(box) => {
   window.__reply = watch;
 }"""
 
+# The two sizes every journey looks at the page in.
+DESKTOP = {"width": 1366, "height": 800}
+PHONE = {"width": 390, "height": 844}
 # Gradio's toasts (gr.Warning, gr.Info): a notice from the server that is not part of the chat.
 TOASTS = "[data-testid=toast-body]"
 POLL_SECONDS = 0.05
@@ -136,9 +139,14 @@ class ChatPage:
 
     def send(self, message: str) -> ReplyWatch:
         """Type a message and press Send; the returned watch follows the reply."""
-        self.page.locator("#chatbot").evaluate(_WATCH_REPLY)
+        reply = self.watch_reply()
         self.message_box.fill(message)
         self.page.locator("#send").click()
+        return reply
+
+    def watch_reply(self) -> ReplyWatch:
+        """Follow the next reply, however it is asked for (Send, Enter, retry, an edit)."""
+        self.page.locator("#chatbot").evaluate(_WATCH_REPLY)
         return ReplyWatch(self.page)
 
     def stop(self) -> None:
@@ -147,13 +155,14 @@ class ChatPage:
         self.page.locator("#stop").click(force=True)
 
     def new_chat(self) -> None:
-        # Something in the box, which New chat clears: the only sign, when the chat is empty
-        # already, that its handler has run. A message sent before that would be the reply New
-        # chat takes the window from.
-        self.message_box.fill("(about to start a new chat)")
+        # A message sent at once after this would go to the new conversation (the server orders
+        # the clicks as they were sent); waiting for New chat's event to end keeps a watch on the
+        # next reply from taking that event's end for the reply's.
+        done = self.watch_reply()
         self.page.locator("#new-chat").click()
+        poll(self.page, "() => window.__reply.done", "New chat finished", 10.0)
         expect(self.bot_messages).to_have_count(0)
-        expect(self.message_box).to_have_value("")
+        del done
 
     def conversation_titles(self) -> list[str]:
         return [title.strip() for title in self.conversations.all_inner_texts()]
@@ -198,3 +207,18 @@ def sign_in_to_chat(
     page.goto(base_url + "/")
     sign_in(page, idp, account, screenshot)
     return ChatPage(page, base_url).expect_loaded()
+
+
+def expect_idle(page: Page) -> None:
+    """No reply runs: Send usable, no Stop."""
+    expect(page.locator("#send")).to_be_visible()
+    expect(page.locator("#send")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_hidden()
+
+
+def expect_running(page: Page) -> None:
+    """A reply runs: Send greyed out, Stop shown."""
+    expect(page.locator("#send")).to_be_hidden()
+    expect(page.locator("#send-busy")).to_be_visible()
+    expect(page.locator("#send-busy")).to_be_disabled()
+    expect(page.locator("#stop")).to_be_visible()

@@ -21,26 +21,18 @@ from playwright.sync_api import Page, expect
 from model.fake_engine import FakeEngine
 from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_messages import NOTICES, REPLIES
-from tests.e2e.chat_pages import ChatPage, settled_text, sign_in_to_chat
+from tests.e2e.chat_pages import (
+    DESKTOP,
+    PHONE,
+    ChatPage,
+    expect_idle,
+    expect_running,
+    settled_text,
+    sign_in_to_chat,
+)
 from tests.e2e.harness import STAFF, Idp
 from tests.e2e.idp_pages import Screenshot
 from tests.webui.line_engine import LineEngine
-
-DESKTOP = {"width": 1366, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-
-def expect_idle(page: Page) -> None:
-    expect(page.locator("#send")).to_be_visible()
-    expect(page.locator("#send")).to_be_enabled()
-    expect(page.locator("#stop")).to_be_hidden()
-
-
-def expect_running(page: Page) -> None:
-    expect(page.locator("#send")).to_be_hidden()
-    expect(page.locator("#send-busy")).to_be_visible()
-    expect(page.locator("#send-busy")).to_be_disabled()
-    expect(page.locator("#stop")).to_be_visible()
 
 
 def stop_a_long_reply(chat: ChatPage, message: str, shot: Callable[[], object]) -> str:

@@ -26,6 +26,7 @@ from store.database import create_database, migrate
 from store.prompt_policy import PromptPolicy
 from store.sql_session_store import SqlSessionStore
 from store.token_policy import TokenPolicy
+from store.user_preferences import SqlUserPreferences
 from tests.backends import REDIS_URL, redis_namespace
 from tests.event_loop_io import no_blocking_io_on_the_event_loop  # noqa: F401 - autouse
 from tests.live_server import free_port, live_server
@@ -60,6 +61,16 @@ class RunningChat:
 
     def key(self, user: str) -> str:
         return f"{self.issuer}|{user}"
+
+
+@pytest.fixture
+def sql_store(tmp_path) -> Iterator[tuple[ChatHistory, AuditLog]]:
+    """The real SQL history and audit trail on a fresh SQLite file, for ChatService tests."""
+    database = create_database(f"sqlite:///{tmp_path}/chat.db")
+    migrate(database)
+    audit = AuditLog(database)
+    yield ChatHistory(database, audit), audit
+    database.dispose()
 
 
 @pytest.fixture
@@ -115,6 +126,7 @@ def chat_server(tmp_path, monkeypatch) -> Iterator[Callable[..., RunningChat]]:
                 concurrency=concurrency,
                 policy=PromptPolicy(settings.policy.block_keywords, settings.policy.block_patterns),
                 api_tokens=tokens,
+                preferences=SqlUserPreferences(database),
                 authenticators=(
                     PersonalTokenAuthenticator(tokens, audit, lambda: datetime.now(UTC)),
                 ),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core.history import NoTurnToReplace
 from core.identity import User
 
 
@@ -18,6 +19,7 @@ class FakeMessage:
     content: str
     status: str
     id: int = 0
+    notice: str | None = None
 
 
 @dataclass
@@ -82,12 +84,25 @@ class MemoryHistory:
         messages += [user, reply]
         return reply.id
 
+    def replace_last_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
+        messages = self.get_conversation(owner_key, conversation_id).messages
+        if len(messages) < 2 or messages[-1].status == "streaming":
+            raise NoTurnToReplace()
+        del messages[-2:]
+        return self.start_turn(owner_key, conversation_id, user_text)
+
     def update_message(
-        self, owner_key: str, conversation_id: str, message_id: int, content: str, status: str
+        self,
+        owner_key: str,
+        conversation_id: str,
+        message_id: int,
+        content: str,
+        status: str,
+        notice: str | None = None,
     ) -> None:
         conversation = self.get_conversation(owner_key, conversation_id)
         (message,) = [m for m in conversation.messages if m.id == message_id]
-        message.content, message.status = content, status
+        message.content, message.status, message.notice = content, status, notice
 
 
 class FixedUserMiddleware:

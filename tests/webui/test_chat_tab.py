@@ -24,7 +24,6 @@ from store.chat_history import ChatHistory
 from store.database import create_database, migrate
 from tests.gradio_queue import completed, join, messages
 from tests.webui.line_engine import LineEngine
-from webui.chat_page import ShownReply
 from webui.chat_service import ChatService, TurnContext
 from webui.conversation_titles import auto_title
 from webui.history_sidebar import group_by_day, listing_updates, shown_messages
@@ -234,32 +233,6 @@ def test_clear_and_new_chat_start_a_new_conversation(chat_server, reset):
         for c in history.list_conversations(owner)
     ]
     assert contents == [["third question"], ["first question", "second question"]]
-
-
-def test_new_chat_takes_the_window_back_from_a_running_reply_and_waits_for_it_to_end():
-    window = ShownReply()
-    first = window.claim()
-    assert first is not None and window.holds(first)
-    assert window.claim() is None  # a second send while one runs does not take the window
-
-    ended = threading.Event()
-
-    def running_reply() -> None:
-        while window.holds(first):  # the reply's next update finds it lost the window
-            time.sleep(0.01)
-        window.release(first)
-        ended.set()
-
-    threading.Thread(target=running_reply, daemon=True).start()
-    window.take_back(wait=5)
-    assert ended.is_set()  # take_back returned only once the reply had ended
-    second = window.claim()
-    assert second is not None and window.holds(second) and not window.holds(first)
-    window.release(first)  # a late release of the old reply leaves the new one alone
-    assert window.holds(second)
-    started = time.monotonic()
-    window.take_back(wait=0.2)  # a reply that never ends does not hold up the page for long
-    assert time.monotonic() - started < 1 and not window.holds(second)
 
 
 def test_a_reply_waiting_for_the_engine_shows_its_place_in_line_then_the_reply(chat_server):

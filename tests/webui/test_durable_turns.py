@@ -164,10 +164,12 @@ class CountingHistory:
     def start_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
         return self._inner.start_turn(owner_key, conversation_id, user_text)
 
-    def update_message(self, owner_key, conversation_id, message_id, content, status) -> None:
+    def update_message(
+        self, owner_key, conversation_id, message_id, content, status, notice=None
+    ) -> None:
         if status == "streaming":
             self.partial_saves.append(len(content))
-        self._inner.update_message(owner_key, conversation_id, message_id, content, status)
+        self._inner.update_message(owner_key, conversation_id, message_id, content, status, notice)
 
 
 @pytest.mark.parametrize(
