@@ -21,7 +21,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.app_path import app_path
-from core.locale import SUPPORTED, request_locale
+from core.locale import ENGLISH, SUPPORTED, request_locale
 from webui.i18n import text
 from webui.page_scripts import script_tag
 
@@ -53,7 +53,31 @@ _SCRIPT = """(() => {
       if (text) text.lang = input.value;  // read "简体中文" as Chinese in an English page
     }
   };
-  new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  // Gradio 6.31 writes a few names in English whatever the language: the chat window's, each
+  // message's ("user's message: ..."), a toast's title (from its type) and its close button.
+  // Said in the page's.
+  const said = names.gradio;
+  const rename = (selector, prefix, words) => {
+    for (const el of document.querySelectorAll(selector)) {
+      const name = el.getAttribute("aria-label") || "";
+      if (name.startsWith(prefix)) el.setAttribute("aria-label", words + name.slice(prefix.length));
+    }
+  };
+  const relabel = () => {
+    if (!said) return;
+    rename('[role=log][aria-label="chatbot conversation"]', "chatbot conversation", said.log);
+    rename("[data-testid=user][aria-label]", "user's message: ", said.user);
+    rename("[data-testid=bot][aria-label]", "bot's message: ", said.bot);
+    rename('[data-testid=toast-close][aria-label="Close"]', "Close", said.close);
+    for (const title of document.querySelectorAll(".toast-title")) {
+      const words = title.firstChild;  // the text node Gradio wrote; its other nodes stay
+      const type = words && words.nodeType === Node.TEXT_NODE ? words.nodeValue.trim() : "";
+      if (said[type]) words.nodeValue = said[type] + " ";
+    }
+  };
+  new MutationObserver(() => { label(); relabel(); }).observe(document.documentElement, {
+    childList: true, subtree: true, attributes: true, attributeFilter: ["aria-label"],
+  });
 
   let sending = false;
   document.addEventListener("change", async (event) => {
@@ -83,7 +107,11 @@ def page_language_router(base_url: str) -> APIRouter:
     @router.get(SCRIPT_PATH, include_in_schema=False)
     async def page_language(request: Request) -> Response:
         locale = request_locale(request)
-        names = {"label": text("language", locale), "choices": list(SUPPORTED)}
+        names = {
+            "label": text("language", locale),
+            "choices": list(SUPPORTED),
+            "gradio": _gradio_names(locale),
+        }
         body = _SCRIPT % {
             "locale": json.dumps(locale),
             "names": json.dumps(names, ensure_ascii=False),
@@ -132,6 +160,21 @@ class PageLanguageMiddleware:
                 await send(message)
 
         await self.app(scope, receive, send_with_script)
+
+
+def _gradio_names(locale: str) -> dict[str, str] | None:
+    """What the page script says instead of Gradio's English-only names; None in English."""
+    if locale == ENGLISH:
+        return None
+    return {
+        "log": text("chat_log_label", locale),
+        "user": text("user_message_label", locale),
+        "bot": text("bot_message_label", locale),
+        "close": text("close", locale),
+        "Warning": text("toast_warning", locale),
+        "Error": text("toast_error", locale),
+        "Info": text("toast_info", locale),
+    }
 
 
 def _plain_html(headers: MutableHeaders) -> bool:

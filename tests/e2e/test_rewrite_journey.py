@@ -34,12 +34,16 @@ WORDS = {
         "edit": "Edit",
         "submit": "Submit",
         "only_last": "Only your last message can be edited.",
+        "toast_title": "Warning",
+        "close": "Close",
     },
     "zh-CN": {
         "retry": "重试",
         "edit": "编辑",
         "submit": "发送",
         "only_last": "只能编辑您的最后一条消息。",
+        "toast_title": "提示",
+        "close": "关闭",
     },
 }
 
@@ -113,6 +117,9 @@ def test_retry_the_last_reply_and_edit_the_last_question(
     editor.fill(f"rewrite history {marker}")
     message_button(chat, words["submit"])
     expect(page.locator(TOASTS).last).to_contain_text(words["only_last"])
+    expect(page.locator(TOASTS).last).to_contain_text(words["toast_title"])
+    close = page.locator(f"{TOASTS} [data-testid=toast-close]").last
+    expect(close).to_have_attribute("aria-label", words["close"])
     expect_turns(chat, [first, edited])
     page.set_viewport_size(PHONE)
     screenshot(page, f"rewrite-{locale}-refused-phone")

@@ -1,6 +1,6 @@
 """What a screen reader announces for the page's controls, in English and in Chinese: every text
 box, number, list, switch and button has a name, in the page's language, never Gradio's generic
-"Textbox" or "Number"."""
+"Textbox" or "Number"; the chat window and its messages are named in the page's language too."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from tests.e2e.chat_app import ChatApp
 from tests.e2e.chat_pages import ChatPage, sign_in_to_chat
 from tests.e2e.harness import ADMIN, Idp
 
-CONTROLS = ("textbox", "spinbutton", "combobox", "checkbox", "radio", "button", "searchbox")
+# The controls, and the chat window itself (a live "log" region the reader follows).
+CONTROLS = ("textbox", "spinbutton", "combobox", "checkbox", "radio", "button", "searchbox", "log")
 GENERIC = {"textbox", "number", "dropdown", "checkbox", "radio", "checkbox group", "button"}
 # Proper names that stay as they are in Chinese: the formats and the language's own name.
 KEPT = {"Markdown", "JSON", "English", "API", "CIDR", "UTC"}
@@ -57,4 +58,8 @@ def test_every_control_is_named_in_the_pages_language(
         or (locale == "zh-CN" and role != "radio" and english_words(name))
     ]
     assert seen[TABS[locale][0]], "no controls found on the chat tab"
+    chat.tab(TABS[locale][0]).click()
+    [reply] = page.locator("#chatbot [data-testid=bot]").all()
+    expected = {"en-US": "bot's message: ", "zh-CN": "助手的回复："}[locale]
+    assert (reply.get_attribute("aria-label") or "").startswith(expected)
     assert not problems, "\n".join(map(str, problems))
