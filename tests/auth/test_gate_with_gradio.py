@@ -4,6 +4,7 @@ anonymous callers, handlers see the server-side user, and one user cannot use an
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -196,7 +197,12 @@ def test_another_user_cannot_use_a_session_hash(gradio_chat, method, path, kwarg
     with gradio_chat.client_for(BOB) as bob:
         response = bob.request(method, path, **kwargs)
         assert response.status_code == 403, response.text
-    refused = gradio_chat.audit.of_type("access.denied")[-1]
+    # The door answers first and writes its record just after (a refusal never waits on the store).
+    deadline = time.monotonic() + 10
+    while not (denied := gradio_chat.audit.of_type("access.denied")):
+        assert time.monotonic() < deadline, "the refusal was not audited"
+        time.sleep(0.02)
+    refused = denied[-1]
     assert refused.actor == BOB.key and refused.outcome == "foreign_session_hash"
 
 
