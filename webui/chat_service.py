@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import threading
 import time
@@ -20,17 +19,17 @@ from guards.rate_limits import Limited
 from guards.user_concurrency import GenerationInProgress
 from model.engine import (
     Engine,
-    EngineBusy,
     EngineClosed,
     EngineError,
     GenerationStream,
-    PromptTooLong,
     QueuePlace,
 )
 from model.settings import GenerationSettings
 from model.types import ChatMessage, GenerationRequest, GenerationStats, TextDelta
 from webui.conversation_titles import auto_title
+from webui.engine_notices import notice_for, outcome_of, retry_after_of, saved_notice
 from webui.i18n import text
+from webui.waiting_line import STOP_WAIT_SECONDS, FirstDelta, places_in_line
 
 log = logging.getLogger("chat.service")
 
@@ -40,13 +39,6 @@ log = logging.getLogger("chat.service")
 # than one per token or two, each write rewriting the whole reply so far.
 SAVE_INTERVAL_SECONDS = 1.0
 SAVE_EVERY_DELTAS = 8
-# Before its first token a reply may wait in the engine's line: the page is told its place this
-# often (the first look comes sooner: a reply that starts at once shows no line at all).
-QUEUE_POLL_SECONDS = 1.0
-FIRST_POLL_SECONDS = 0.25
-STOP_WAIT_SECONDS = 5.0  # how long a reply stopped in line waits for its reader thread to end
-# While a reply waits in line, a Stop from another tab is looked for this often (one GET each).
-STOP_POLL_SECONDS = 0.1
 
 # "queued": waiting in the engine's line (`queue` says where), only for callers that ask for it.
 # "rate_limited": a per-user limit (messages per minute, tokens per day); retry_after says when.
@@ -166,7 +158,7 @@ class ChatService:
         """Stream one reply; closing the iterator stops generation and saves the reply as stopped.
 
         With `report_queue`, a reply waiting in the engine's line is reported as "queued" updates
-        (its place, about every QUEUE_POLL_SECONDS) until it starts. With `replace_last`, the turn
+        (its place, about every second: webui.waiting_line) until it starts. With `replace_last`, the turn
         takes the place of the conversation's last question and reply: `message` is the edited
         question, or empty to ask the same question again (regenerate).
         """
@@ -338,15 +330,15 @@ class ChatService:
         try:
             stream = self._engine.stream(request)  # admission first: a busy refusal saves nothing
         except EngineError as exc:
-            outcome = _outcome(exc)
+            outcome = outcome_of(exc)
             self._record_request(ctx, conversation_id, message, outcome)
             self._observer.record_refusal(f"chat:{outcome}")
             yield ReplyUpdate(
                 conversation_id,
                 "",
                 "refused",
-                _notice(exc, ctx.locale),
-                retry_after=_retry_after(exc),
+                notice_for(exc, ctx.locale),
+                retry_after=retry_after_of(exc),
             )
             return
         try:
@@ -393,7 +385,9 @@ class ChatService:
                 # sends it then): a reader thread waits for the first delta, and this thread
                 # reports the place in line meanwhile.
                 first = FirstDelta(deltas)
-                yield from _places_in_line(conversation_id, stream, first, stopped)
+                for place in places_in_line(stream, first, stopped):
+                    status_now = "queued" if place is not None else "streaming"
+                    yield ReplyUpdate(conversation_id, "", status_now, queue=place)
             saved_at, unsaved = self._clock(), 0
             for delta in first.then(deltas) if first is not None else deltas:
                 if stopped():  # Stop in another tab: ends as this tab's Stop would, saved stopped
@@ -425,14 +419,14 @@ class ChatService:
             status, notice = "stopped", "restarting"
             yield ReplyUpdate(conversation_id, reply, "stopped", text("restarting", ctx.locale))
         except EngineError as exc:
-            status, notice = "error", _saved_notice(exc)
+            status, notice = "error", saved_notice(exc)
             log.warning("generation failed", extra={"conversation": conversation_id})
             yield ReplyUpdate(
                 conversation_id,
                 reply,
                 "error",
-                _notice(exc, ctx.locale),
-                retry_after=_retry_after(exc),
+                notice_for(exc, ctx.locale),
+                retry_after=retry_after_of(exc),
             )
         finally:
             if stats is None:
@@ -561,99 +555,3 @@ def _run_out(
         log.error("an engine stream ended without its final stats")
         return GenerationStats(finish_reason="error")
     return stream.final
-
-
-def _outcome(exc: EngineError) -> str:
-    if isinstance(exc, EngineBusy):
-        return "busy"
-    if isinstance(exc, PromptTooLong):
-        return "too_long"
-    if isinstance(exc, EngineClosed):
-        return "shutting_down"
-    return "error"
-
-
-def _retry_after(exc: EngineError) -> int | None:
-    return exc.retry_after if isinstance(exc, EngineBusy) else None
-
-
-def _saved_notice(exc: EngineError) -> str:
-    """The notice kept with a failed reply: its key, shown in the reader's language when the
-    conversation is reopened (a busy engine's "try in N seconds" is stale by then)."""
-    return "busy" if isinstance(exc, EngineBusy) else "engine_error"
-
-
-def _notice(exc: EngineError, locale: str) -> str:
-    if (seconds := _retry_after(exc)) is not None:
-        return text("busy_retry", locale, seconds=seconds)
-    key = {
-        "busy": "busy",
-        "too_long": "prompt_too_long",
-        "shutting_down": "shutting_down",
-    }.get(_outcome(exc), "engine_error")
-    return text(key, locale)
-
-
-class FirstDelta:
-    """Waits for a stream's first delta on a thread of its own, so that the turn can say where it
-    stands in the engine's line meanwhile (iterating blocks until the first token)."""
-
-    def __init__(self, deltas: Iterator[TextDelta]) -> None:
-        self._deltas = deltas
-        self._done = threading.Event()
-        self._delta: TextDelta | None = None
-        self._error: BaseException | None = None
-        threading.Thread(target=self._read, name="first-delta", daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            self._delta = next(self._deltas, None)
-        except BaseException as exc:  # handed to the turn's thread, which handles it as before
-            self._error = exc
-        finally:
-            self._done.set()
-
-    def wait(self, timeout: float) -> bool:
-        """True once the first delta (or the end, or an error) has come."""
-        return self._done.wait(timeout)
-
-    def then(self, deltas: Iterator[TextDelta]) -> Iterator[TextDelta]:
-        """The first delta, then the rest of `deltas`; raises the reader's error. (A chain, not a
-        generator: dropping it on a stop must not close `deltas`, which the turn reads to its end.)"""
-        if self._error is not None:
-            raise self._error
-        return itertools.chain(() if self._delta is None else (self._delta,), deltas)
-
-
-def _places_in_line(
-    conversation_id: str,
-    stream: GenerationStream,
-    first: FirstDelta,
-    stopped: Callable[[], bool] = lambda: False,
-) -> Iterator[ReplyUpdate]:
-    """An update about every QUEUE_POLL_SECONDS until the first delta: "queued" with the place
-    while the stream waits for one, then "streaming" without text. Each is also where the caller
-    may close the turn (a stop, a new chat), which it cannot while the turn waits silently.
-    A Stop from another tab (`stopped`) cancels the stream: its end then comes as the first delta."""
-    timeout = FIRST_POLL_SECONDS
-    while not _first_or_stop(first, timeout, stream, stopped):
-        timeout = QUEUE_POLL_SECONDS
-        place = stream.queue_place()
-        if place is not None:
-            yield ReplyUpdate(conversation_id, "", "queued", queue=place)
-        else:
-            yield ReplyUpdate(conversation_id, "", "streaming")
-
-
-def _first_or_stop(
-    first: FirstDelta, timeout: float, stream: GenerationStream, stopped: Callable[[], bool]
-) -> bool:
-    """Wait up to `timeout` for the first delta, looking for a Stop every STOP_POLL_SECONDS (a
-    Stop cancels the stream, which the engine then ends); True once the first delta has come."""
-    deadline = time.monotonic() + timeout
-    while not first.wait(max(0.0, min(STOP_POLL_SECONDS, deadline - time.monotonic()))):
-        if stopped():
-            stream.cancel()
-        if time.monotonic() >= deadline:
-            return False
-    return True

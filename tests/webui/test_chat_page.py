@@ -4,7 +4,7 @@ never the assistant's words, and never inside the assistant's message."""
 from __future__ import annotations
 
 from model.engine import QueuePlace
-from webui.chat_page import present
+from webui.chat_display import present
 from webui.chat_service import ReplyUpdate
 
 
