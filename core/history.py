@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Role = Literal["user", "assistant", "system"]
 # A reply is "streaming" from the moment its turn starts until its final save; "interrupted" if its
@@ -59,6 +60,15 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     messages: tuple[Message, ...] = ()
+
+
+def ends_with_finished_turn(messages: Sequence[Any]) -> bool:
+    """The conversation (oldest first; Message or a store row) closes with a question and a reply
+    that is no longer being written: the turn a retry or an edit may replace."""
+    if len(messages) < 2:
+        return False
+    question, reply = messages[-2:]
+    return question.role == "user" and reply.role == "assistant" and reply.status != "streaming"
 
 
 def clean_title(title: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -33,6 +33,7 @@ from core.history import (
     Role,
     Status,
     clean_title,
+    ends_with_finished_turn,
 )
 from store.conversation_export import to_json, to_markdown
 from store.database import Database
@@ -179,7 +180,7 @@ class ChatHistory:
                     .order_by(MessageRow.id.desc())
                     .limit(2)
                 ).all()
-                if not _is_finished_turn(last):
+                if not ends_with_finished_turn(last[::-1]):  # read newest first
                     raise NoTurnToReplace()
                 session.execute(delete(MessageRow).where(MessageRow.id.in_([m.id for m in last])))
                 session.add(_message(conversation_id, "user", user_text, "complete", now))
@@ -364,14 +365,6 @@ def _touch(session: Session, owner_key: str, conversation_id: str, now: datetime
         .values(updated_at=now)
     )
     return bool(result.rowcount)
-
-
-def _is_finished_turn(newest_first: Sequence[MessageRow]) -> bool:
-    """The last two messages are a question and a reply that is no longer being written."""
-    if len(newest_first) != 2:
-        return False
-    reply, question = newest_first
-    return question.role == "user" and reply.role == "assistant" and reply.status != "streaming"
 
 
 def _mark(

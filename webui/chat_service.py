@@ -6,12 +6,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from core.audit import CHAT_REPLY, CHAT_REQUEST, PROMPT_BLOCKED, AuditEvent, AuditSink
-from core.history import History, Message, NoTurnToReplace
+from core.history import History, NoTurnToReplace, ends_with_finished_turn
 from core.identity import User
 from core.shared_state import SharedStateUnavailable
 from core.store_outage import StoreUnreachable, WriteNow, Writes
@@ -308,7 +308,7 @@ class ChatService:
             return
         if replace_last:
             # Read under the user's one-reply lock: the turn replaced is the one the store holds.
-            if not _ends_with_finished_turn(earlier):
+            if not ends_with_finished_turn(earlier):
                 yield ReplyUpdate(
                     conversation_id, "", "refused", text("nothing_to_redo", ctx.locale)
                 )
@@ -524,14 +524,6 @@ class ChatService:
 def _store_down(conversation_id: str | None, locale: str) -> ReplyUpdate:
     log.warning("turn refused: database unreachable")
     return ReplyUpdate(conversation_id, "", "refused", text("store_unavailable", locale))
-
-
-def _ends_with_finished_turn(messages: Sequence[Message]) -> bool:
-    """A question and a reply no longer being written close the conversation."""
-    if len(messages) < 2:
-        return False
-    question, reply = messages[-2:]
-    return question.role == "user" and reply.role == "assistant" and reply.status != "streaming"
 
 
 def _saved_status(status: Status) -> SavedStatus:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.history import NoTurnToReplace
+from core.history import NoTurnToReplace, ends_with_finished_turn
 from core.identity import User
 
 
@@ -86,7 +86,7 @@ class MemoryHistory:
 
     def replace_last_turn(self, owner_key: str, conversation_id: str, user_text: str) -> int:
         messages = self.get_conversation(owner_key, conversation_id).messages
-        if len(messages) < 2 or messages[-1].status == "streaming":
+        if not ends_with_finished_turn(messages):
             raise NoTurnToReplace()
         del messages[-2:]
         return self.start_turn(owner_key, conversation_id, user_text)
