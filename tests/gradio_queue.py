@@ -37,6 +37,14 @@ def completed(client: httpx.Client, session_hash: str) -> dict[str, Any]:
     raise AssertionError("the event did not complete")
 
 
+def render_page(client: httpx.Client, session_hash: str) -> dict[str, Any]:
+    """Load the page's per-user part as the browser does; returns Gradio's render config."""
+    config = client.get("/config").json()
+    [load] = [d["id"] for d in config["dependencies"] if [t[1] for t in d["targets"]] == ["load"]]
+    assert join(client, session_hash, load, []).status_code == 200
+    return completed(client, session_hash)["output"]["render_config"]
+
+
 def api_index(client: httpx.Client, api_name: str) -> int:
     config = client.get("/config").json()
     return next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)

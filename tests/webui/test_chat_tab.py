@@ -22,7 +22,7 @@ from model.types import GenerationStats, TextDelta
 from store.audit_log import AuditLog
 from store.chat_history import ChatHistory
 from store.database import create_database, migrate
-from tests.gradio_queue import completed, join, messages
+from tests.gradio_queue import completed, join, messages, render_page
 from tests.webui.line_engine import LineEngine
 from webui.chat_service import ChatService, TurnContext
 from webui.conversation_titles import auto_title
@@ -186,12 +186,7 @@ class Tab:
 
     def __init__(self, client: httpx.Client, session_hash: str) -> None:
         self.client, self.session_hash = client, session_hash
-        config = client.get("/config").json()
-        [load] = [
-            d["id"] for d in config["dependencies"] if [t[1] for t in d["targets"]] == ["load"]
-        ]
-        assert join(client, session_hash, load, []).status_code == 200
-        rendered = completed(client, session_hash)["output"]["render_config"]
+        rendered = render_page(client, session_hash)
         self.ids = {c["props"].get("elem_id"): c["id"] for c in rendered["components"]}
         self.dependencies = rendered["dependencies"]
 

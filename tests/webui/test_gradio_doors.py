@@ -15,7 +15,7 @@ import pytest
 
 from core.audit import ACCESS_DENIED
 from model.fake_engine import FakeEngine
-from tests.gradio_queue import api_index, join, messages
+from tests.gradio_queue import api_index, join, messages, render_page
 
 SLOW_WORDS = " ".join(f"word{i}" for i in range(40))  # 41 words at 0.05 s: about 2 s of reply
 
@@ -23,17 +23,6 @@ SLOW_WORDS = " ".join(f"word{i}" for i in range(40))  # 41 words at 0.05 s: abou
 @pytest.fixture
 def chat(chat_server):
     return chat_server(FakeEngine(delay=0.05))
-
-
-def render(client: httpx.Client, session_hash: str) -> dict[str, Any]:
-    """Load the page's per-user part as the browser does; returns Gradio's render message."""
-    config = client.get("/config").json()
-    [load] = [d["id"] for d in config["dependencies"] if [t[1] for t in d["targets"]] == ["load"]]
-    assert join(client, session_hash, load, []).status_code == 200
-    for message in messages(client, session_hash):
-        if message.get("msg") == "process_completed":
-            return message["output"]["render_config"]
-    raise AssertionError("the page did not render")
 
 
 def functions(rendered: dict[str, Any]) -> set[int]:
@@ -132,7 +121,7 @@ def test_gradio_routes_the_product_does_not_use_answer_404(chat, method, path, k
 
 def test_another_users_event_cannot_be_cancelled_or_reset_and_the_attempt_is_audited(chat):
     alice, bob = chat.login("alice"), chat.login("bob")
-    render(bob, "bob-tab")
+    render_page(bob, "bob-tab")
     reply = Reply(alice, "alice-tab", SLOW_WORDS)
     fn_index = api_index(bob, "chat")
     cancel = bob.post(
@@ -190,7 +179,9 @@ def test_the_owner_cancels_their_own_reply_and_it_is_saved_as_stopped(chat):
 
 def test_an_admin_handler_is_unknown_in_a_non_admins_session(chat):
     admin, alice = chat.login("admin1"), chat.login("alice")
-    admin_only = functions(render(admin, "admin-tab")) - functions(render(alice, "alice-tab"))
+    admin_only = functions(render_page(admin, "admin-tab")) - functions(
+        render_page(alice, "alice-tab")
+    )
     assert admin_only  # the audit tab's handlers
     for fn_index in sorted(admin_only):
         response = join(alice, "alice-tab", fn_index, [])
@@ -296,7 +287,7 @@ def test_malformed_protocol_requests_get_a_4xx_quickly(chat, method, path, kwarg
 
 def test_the_browser_protocol_still_works_for_the_owner(chat):
     alice = chat.login("alice")
-    render(alice, "alice-tab")
+    render_page(alice, "alice-tab")
     with alice.stream("GET", "/gradio_api/heartbeat/alice-tab") as heartbeat:
         assert heartbeat.status_code == 200
     final = Reply(alice, "alice-tab", "hello there").final()
@@ -307,7 +298,7 @@ def test_an_input_gradio_refuses_is_logged_as_one_line_without_a_traceback(chat,
     """The sidebar's list only takes its own choices; Gradio raises on anything else. The caller
     is told; the log gets one line and no traceback (anyone could send these by the thousand)."""
     alice = chat.login("alice")
-    rendered = render(alice, "alice-tab")
+    rendered = render_page(alice, "alice-tab")
     radio = next(
         c["id"]
         for c in rendered["components"]

@@ -20,7 +20,7 @@ import pytest
 
 from app_factory import create_app
 from model.fake_engine import FakeEngine
-from tests.gradio_queue import join, messages
+from tests.gradio_queue import completed, join, messages, render_page
 from tests.webui import conftest
 from webui.gradio_state import (
     WRITTEN_FOR,
@@ -53,24 +53,12 @@ def page_server(chat_server, monkeypatch) -> Callable[..., tuple[Any, PageSessio
     return start
 
 
-def completed(client: httpx.Client, session_hash: str) -> dict[str, Any]:
-    for message in messages(client, session_hash):
-        if message.get("msg") == "process_completed":
-            return message
-    raise AssertionError("the event did not complete")
-
-
 class Tab:
     """One browser tab: the page's per-user part, loaded as the browser loads it."""
 
     def __init__(self, client: httpx.Client, session_hash: str) -> None:
         self.client, self.session_hash = client, session_hash
-        config = client.get("/config").json()
-        [load] = [
-            d["id"] for d in config["dependencies"] if [t[1] for t in d["targets"]] == ["load"]
-        ]
-        assert join(client, session_hash, load, []).status_code == 200
-        rendered = completed(client, session_hash)["output"]["render_config"]
+        rendered = render_page(client, session_hash)
         [send] = [c["id"] for c in rendered["components"] if c["props"].get("elem_id") == "send"]
         [self.send_fn] = [
             d["id"] for d in rendered["dependencies"] if [send, "click"] in d["targets"]
