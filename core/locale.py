@@ -69,7 +69,7 @@ def locale_of(scope: Scope) -> str:
 
 def request_locale(request: object) -> str:
     """The page language for a Starlette request, a gr.Request (live or unpickled by Gradio's
-    queue, whose headers are then a plain lower-case dict) or a Flask request."""
+    queue, whose headers are then a plain lower-case dict)."""
     headers = getattr(request, "headers", None)  # a gr.Request without its request has none
     return locale_of_headers(headers) if headers is not None else ENGLISH
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import gradio as gr
 import httpx
@@ -31,7 +30,7 @@ from model.fake_engine import FakeEngine
 from store.api_tokens import ApiTokenStore
 from store.audit_log import AuditLog
 from store.database import create_database, migrate
-from tests.webui.tab_handlers import answering_every_output
+from tests.webui.tab_handlers import BuiltTab
 from webui.admin_service import (
     AdminContext,
     AdminRefused,
@@ -162,32 +161,9 @@ ALICE = User("https://idp.test", "alice", "alice@example.test", "Alice Staff", (
 BOB = User("https://idp.test", "bob", groups=("staff",))
 
 
-class AdminTab:
-    """The tab built as the page builds it (inside a gr.Tab), its handlers called as Gradio would."""
-
-    def __init__(self, admin: AdminService) -> None:
-        with gr.Blocks() as page, gr.Tabs(), gr.Tab("Audit") as tab:
-            build_admin_tab(admin, "https://chat.test")
-        self.fns = list(page.fns.values())
-        self.blocks = page.blocks
-        self.tab = tab
-
-    def on(self, elem_id: str, event: str = "click") -> Callable[..., Any]:
-        """The handler that `event` on the component `elem_id` runs; it must answer every output."""
-        [dependency] = [
-            f
-            for f in self.fns
-            if any(
-                getattr(self.blocks.get(target), "elem_id", None) == elem_id and name == event
-                for target, name in f.targets
-            )
-        ]
-        return answering_every_output(dependency)
-
-    def loaders(self) -> list[Callable[..., Any]]:
-        return [
-            answering_every_output(f) for f in self.fns if (self.tab._id, "select") in f.targets
-        ]
+def admin_tab(admin: AdminService) -> BuiltTab:
+    """The audit tab built as the page builds it, its handlers called as Gradio would."""
+    return BuiltTab("Audit", lambda: build_admin_tab(admin, "https://chat.test"))
 
 
 def request_for(user: User, language: str = "en") -> Request:
@@ -243,7 +219,7 @@ def test_opening_the_tab_loads_records_and_sessions_with_names_in_the_users_lang
     sign_in(sessions, ALICE, "alice-session")
     log.record(AuditEvent(LOGIN_SUCCESS, actor=ALICE.key))
     log.record(AuditEvent(LOGIN_SUCCESS, actor=BOB.key))  # signed out since: no name known
-    load_audit, load_sessions = AdminTab(admin).loaders()
+    load_audit, load_sessions = admin_tab(admin).loaders()
     zh = request_for(ADMIN, "zh-CN")
 
     table, summary, export, page, box = load_audit("", "", "", "", "", 1, zh)
@@ -269,7 +245,7 @@ def test_opening_the_tab_loads_records_and_sessions_with_names_in_the_users_lang
 def test_next_and_previous_stay_within_the_pages(admin_parts):
     admin, log, _ = admin_parts
     log.record(AuditEvent(LOGIN_SUCCESS, actor=ALICE.key))
-    tab, en = AdminTab(admin), request_for(ADMIN)
+    tab, en = admin_tab(admin), request_for(ADMIN)
     _, summary, _, page, _ = tab.on("audit-next")("", "", "", LOGIN_SUCCESS, "", 1, en)
     assert summary == "1 records · page 1 of 1" and page == 1
     _, summary, _, page, _ = tab.on("audit-prev")("", "", "", LOGIN_SUCCESS, "", 1, en)
@@ -280,7 +256,7 @@ def test_next_and_previous_stay_within_the_pages(admin_parts):
 
 def test_a_bad_date_is_answered_next_to_the_form_and_changes_nothing_else(admin_parts):
     admin, log, _ = admin_parts
-    search = AdminTab(admin).on("audit-search")
+    search = admin_tab(admin).on("audit-search")
     for language, expected in (("en", "Dates must look like"), ("zh-CN", "日期格式")):
         table, summary, export, page, box = search(
             "31/01/2026", "", "", "", "", 1, request_for(ADMIN, language)
@@ -295,7 +271,7 @@ def test_admin_ends_a_persons_access_by_row_after_a_confirmation(admin_parts):
     sign_in(sessions, ALICE, "alice-laptop")
     sign_in(sessions, ALICE, "alice-phone")
     sign_in(sessions, BOB, "bob-laptop")
-    tab, en = AdminTab(admin), request_for(ADMIN)
+    tab, en = admin_tab(admin), request_for(ADMIN)
     _, shown, *_ = tab.on("sessions-refresh")(en)
     row = next(i for i, s in enumerate(shown) if s.name == "Alice Staff (alice@example.test)")
 
@@ -327,7 +303,7 @@ def test_hidden_admin_handlers_refuse_a_staff_session(admin_parts):
     admin, log, sessions = admin_parts
     sign_in(sessions, ALICE, "alice-laptop")
     log.record(AuditEvent(LOGIN_SUCCESS, actor=ALICE.key))
-    tab, bob = AdminTab(admin), request_for(BOB)
+    tab, bob = admin_tab(admin), request_for(BOB)
     table, summary, _, _, box = tab.on("audit-search")("", "", "", "", "", 1, bob)
     assert summary == "Not allowed." and not box["visible"] and table["data"] == []
     listing, shown, *_rest, box, note = tab.on("sessions-refresh")(bob)
@@ -347,7 +323,7 @@ def test_a_display_name_cannot_put_a_link_into_the_admins_confirmation(admin_par
         "https://idp.test", "eve", name="[Confirm here](https://evil.test)", groups=("staff",)
     )
     sign_in(sessions, lure, "eve-session")
-    tab, en = AdminTab(admin), request_for(ADMIN)
+    tab, en = admin_tab(admin), request_for(ADMIN)
     _, shown, *_ = tab.on("sessions-refresh")(en)
     chosen, *_ = tab.on("sessions-table", "select")(shown, en, clicked(0))
     _, question, *_ = tab.on("user-end")(chosen, en)
@@ -373,7 +349,7 @@ def test_the_user_filter_takes_a_name_or_an_email(admin_parts):
 def test_hidden_characters_in_records_are_shown_escaped(admin_parts):
     admin, log, _ = admin_parts
     log.record(AuditEvent(NOT_FOUND, target="invoice\u202egpj.exe\u2028\x85next"))
-    [load_audit, _] = AdminTab(admin).loaders()
+    [load_audit, _] = admin_tab(admin).loaders()
     table, *_ = load_audit("", "", "", NOT_FOUND, "", 1, request_for(ADMIN))
     [row] = table["data"]
     assert row[4] == "invoice\\u202egpj.exe\\u2028\\u0085next"

@@ -3,9 +3,8 @@ and the audit records, with a real SQLite store behind it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import gradio as gr
 import pytest
@@ -16,7 +15,7 @@ from core.audit import ACCESS_DENIED, TOKEN_CREATED, TOKEN_REVOKED, MemoryAuditS
 from core.identity import User
 from store.api_tokens import ApiTokenStore
 from store.database import create_database, migrate
-from tests.webui.tab_handlers import answering_every_output
+from tests.webui.tab_handlers import BuiltTab
 from webui.tokens_service import TokenContext, TokenRequestInvalid, TokensRefused, TokensService
 from webui.tokens_tab import Shown, build_tokens_tab
 
@@ -122,36 +121,9 @@ def test_users_revoke_only_their_own_admins_revoke_any(service, audit):
 # -- the tab: layout per user and handlers that re-check the request's user --
 
 
-class Tab:
-    """The tab built as the page builds it (inside a gr.Tab), its handlers called as Gradio would."""
-
-    def __init__(self, service: TokensService, user: User) -> None:
-        with gr.Blocks() as page, gr.Tabs(), gr.Tab("API tokens") as tab:
-            build_tokens_tab(service, user)
-        self.fns = list(page.fns.values())
-        self.blocks = page.blocks
-        self.tab = tab
-
-    def names(self) -> set[str]:
-        return {fn.name for fn in self.fns}
-
-    def on(self, elem_id: str, event: str = "click") -> Callable[..., Any]:
-        """The handler that `event` on the component `elem_id` runs; it must answer every output."""
-        [dependency] = [
-            f
-            for f in self.fns
-            if any(
-                getattr(self.blocks.get(target), "elem_id", None) == elem_id and name == event
-                for target, name in f.targets
-            )
-        ]
-        return answering_every_output(dependency)
-
-    def loaders(self) -> list[Callable[..., Any]]:
-        """What opening the tab runs."""
-        return [
-            answering_every_output(f) for f in self.fns if (self.tab._id, "select") in f.targets
-        ]
+def tokens_tab(service: TokensService, user: User) -> BuiltTab:
+    """The tokens tab built as the page builds it, its handlers called as Gradio would."""
+    return BuiltTab("API tokens", lambda: build_tokens_tab(service, user))
 
 
 def request_for(user: User, ip: str = "127.0.0.1", language: str = "en") -> Request:
@@ -165,23 +137,23 @@ def clicked(row: int) -> gr.SelectData:
 
 def test_non_admins_get_no_admin_handlers_in_the_tab(service):
     mine = {"load_mine", "on_create", "pick", "ask", "cancel", "on_revoke"}
-    assert Tab(service, ALICE).names() == mine
-    assert Tab(service, ADMIN).names() == mine | {"everyone", "open_everyone", "revoke_any"}
+    assert tokens_tab(service, ALICE).names() == mine
+    assert tokens_tab(service, ADMIN).names() == mine | {"everyone", "open_everyone", "revoke_any"}
 
 
 def test_opening_the_tab_loads_the_users_tokens_in_their_language(service):
     service.create(ctx(ALICE), "laptop", 7)
     service.create(ctx(BOB), "bobs", 7)
-    [load] = Tab(service, ALICE).loaders()
+    [load] = tokens_tab(service, ALICE).loaders()
     table, shown, *_rest, box = load(request_for(ALICE, language="zh-CN,zh;q=0.9"))
     assert table["headers"][:2] == ["名称", "状态"]
     assert table["data"][0][:2] == ["laptop", "有效"]
     assert [t.name for t in shown] == ["laptop"] and box["visible"]
-    assert len(Tab(service, ADMIN).loaders()) == 2  # the admin's table of everyone's too
+    assert len(tokens_tab(service, ADMIN).loaders()) == 2  # the admin's table of everyone's too
 
 
 def test_the_tab_shows_the_secret_once_and_lists_without_it(service):
-    on_create = Tab(service, ALICE).on("token-create")
+    on_create = tokens_tab(service, ALICE).on("token-create")
     secret, notice, table, *_rest, secret_box = on_create(
         "laptop", 7, "", False, request_for(ALICE)
     )
@@ -204,7 +176,7 @@ def test_the_tab_shows_the_secret_once_and_lists_without_it(service):
 def test_bad_input_is_answered_next_to_the_form_in_the_users_language(
     service, name, days, cidrs, english, chinese
 ):
-    on_create = Tab(service, ALICE).on("token-create")
+    on_create = tokens_tab(service, ALICE).on("token-create")
     for language, expected in (("en-GB", english), ("zh-CN", chinese)):
         secret, notice, *others = on_create(
             name, days, cidrs, False, request_for(ALICE, language=language)
@@ -218,7 +190,7 @@ def test_bad_input_is_answered_next_to_the_form_in_the_users_language(
 def test_a_token_is_revoked_by_its_row_after_a_confirmation_naming_it(service, audit):
     service.create(ctx(ALICE), "laptop", 7)
     service.create(ctx(ALICE), "ci", 7)
-    tab = Tab(service, ALICE)
+    tab = tokens_tab(service, ALICE)
     [load] = tab.loaders()
     alice = request_for(ALICE)
     shown = load(alice)[1]
@@ -249,7 +221,7 @@ def test_a_token_is_revoked_by_its_row_after_a_confirmation_naming_it(service, a
 def test_a_revoked_token_offers_no_revoke_button(service):
     made = service.create(ctx(ALICE), "old", 7).token
     service.revoke_mine(ctx(ALICE), made.id)
-    tab = Tab(service, ALICE)
+    tab = tokens_tab(service, ALICE)
     alice = request_for(ALICE, language="zh-CN")
     shown = tab.loaders()[0](alice)[1]
     chosen, _, revoke_row, _, notice = tab.on("token-table", "select")(shown, alice, clicked(0))
@@ -262,7 +234,7 @@ def test_a_revoked_token_offers_no_revoke_button(service):
 
 
 def test_tab_handlers_act_for_the_requests_user_not_the_page_owner(service):
-    admin_tab = Tab(service, ADMIN)
+    admin_tab = tokens_tab(service, ADMIN)
     alices = service.create(ctx(ALICE), "ci", 5).token
     bob = request_for(BOB)
     # Everyone's tokens, through the admin page's hidden handlers, with Bob's session.
@@ -282,7 +254,7 @@ def test_tab_handlers_act_for_the_requests_user_not_the_page_owner(service):
 def test_admins_see_owners_by_name_and_revoke_with_a_confirmation(service):
     alice = User("https://idp.test", "alice", "alice@example.test", "Alice Staff", ("staff",))
     service.create(ctx(alice), "ci", 5)
-    tab = Tab(service, ADMIN)
+    tab = tokens_tab(service, ADMIN)
     admin = request_for(ADMIN)
     notice, table, shown, *_ = tab.on("all-tokens-refresh")(admin)
     assert table["headers"][:3] == ["Owner", "E-mail", "Name"]
